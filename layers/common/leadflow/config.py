@@ -1,0 +1,136 @@
+"""Settings: one object read from the environment once, names exactly as the contract's table.
+
+Secrets come plain (`GHL_API_KEY`) or by reference (`GHL_API_KEY_SECRET_ARN`), the latter fetched
+through Powertools parameters (cached, so warm invocations do not refetch).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# GHL's published Ed25519 webhook key (Webhook Integration Guide), base64 SPKI.
+GHL_PUBLISHED_ED25519_KEY = "MCowBQYDK2VwAyEAi2HR1srL4o18O8BRa7gVJY7G7bupbN3H9AwJrHCDiOg="
+
+SECRET_TTL_SECONDS = 300
+
+
+class ConfigError(RuntimeError):
+    """The environment does not describe a usable configuration; the message says what to fix."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_cluster: bool = False
+    followup_queue_url: str | None = None
+    intake_queue_url: str | None = None
+
+    ghl_location_id: str | None = None
+    ghl_api_key: str | None = None
+    ghl_api_key_secret_arn: str | None = None
+    ghl_api_base_url: str = "https://services.leadconnectorhq.com"
+    ghl_webhook_public_key: str = GHL_PUBLISHED_ED25519_KEY
+    ghl_webhook_rsa_public_key: str | None = None
+
+    workflow_webhook_token: str | None = None
+    workflow_webhook_token_secret_arn: str | None = None
+    webhook_signing_secret: str | None = None
+    webhook_signing_secret_secret_arn: str | None = None
+
+    anthropic_api_key: str | None = None
+    anthropic_api_key_secret_arn: str | None = None
+    anthropic_model: str = "claude-haiku-4-5"
+
+    send_mode: Literal["live", "dry-run"] | None = None
+    behavioral_monitoring_interval: int = Field(300, ge=10)
+    max_daily_followups_per_lead: int = Field(3, ge=0)
+    min_likelihood: float = Field(50.0, ge=0, le=100)
+    sending_hours: tuple[int, int] = (8, 21)
+    default_timezone: str = "America/New_York"
+    stop_on_reply_hours: float = Field(48.0, ge=0)
+
+    @field_validator("sending_hours", mode="before")
+    @classmethod
+    def _parse_hours(cls, value: object) -> object:
+        if isinstance(value, str):
+            match = re.fullmatch(r"\s*(\d{1,2})\s*-\s*(\d{1,2})\s*", value)
+            if not match:
+                raise ValueError("SENDING_HOURS must look like 8-21")
+            value = (int(match[1]), int(match[2]))
+        return value
+
+    @field_validator("sending_hours")
+    @classmethod
+    def _check_hours(cls, value: tuple[int, int]) -> tuple[int, int]:
+        start, end = value
+        if not (0 <= start < end <= 24) or end - start < 2:
+            raise ValueError("SENDING_HOURS must be START-END within 0-24 and at least 2 hours wide")
+        return value
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _check_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"DEFAULT_TIMEZONE {value!r} is not an IANA time zone") from exc
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("REDIS_URL must start with redis:// or rediss://")
+        return value
+
+    @model_validator(mode="after")
+    def _default_send_mode(self) -> Settings:
+        if self.send_mode is None:
+            has_key = bool(self.ghl_api_key or self.ghl_api_key_secret_arn)
+            object.__setattr__(self, "send_mode", "live" if has_key else "dry-run")
+        return self
+
+    # Secrets: plain value first, then the Secrets Manager reference.
+    def ghl_token(self) -> str | None:
+        return _secret(self.ghl_api_key, self.ghl_api_key_secret_arn)
+
+    def anthropic_key(self) -> str | None:
+        return _secret(self.anthropic_api_key, self.anthropic_api_key_secret_arn)
+
+    def workflow_token(self) -> str | None:
+        return _secret(self.workflow_webhook_token, self.workflow_webhook_token_secret_arn)
+
+    def signing_secret(self) -> str | None:
+        return _secret(self.webhook_signing_secret, self.webhook_signing_secret_secret_arn)
+
+    def location(self, location_id: str | None) -> str:
+        """The location a request means: its own, else GHL_LOCATION_ID, else 'default'."""
+        return location_id or self.ghl_location_id or "default"
+
+
+def _secret(plain: str | None, arn: str | None) -> str | None:
+    if plain:
+        return plain
+    if not arn:
+        return None
+    from aws_lambda_powertools.utilities import parameters
+
+    value = parameters.get_secret(arn, max_age=SECRET_TTL_SECONDS)
+    return value if isinstance(value, str) else value.decode()
+
+
+@functools.cache
+def settings() -> Settings:
+    """The settings, read once per process. Tests call `settings.cache_clear()` after changing the env."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors())
+        raise ConfigError(f"invalid configuration: {problems}") from None

@@ -1,0 +1,150 @@
+"""The Redis client (the seed's cache service): one pool per process, reused across warm invocations.
+
+- `get`/`set(ttl)`/`get_many`/`set_many`, one round trip each, values JSON-encoded;
+- `rediss://` for TLS, AUTH from the URL; cluster mode (`REDIS_CLUSTER=true`, ElastiCache Serverless),
+  where multi-key reads group by slot;
+- short timeouts and one quick retry, behind a circuit breaker: after a few consecutive connection
+  failures every call fails at once (StoreUnavailable) for a cool-down, then one trial call decides.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.cluster import RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from leadflow.config import settings
+from leadflow.errors import StoreUnavailable
+
+T = TypeVar("T")
+
+SOCKET_TIMEOUT = 0.5
+CONNECT_TIMEOUT = 0.5
+MAX_CONNECTIONS = 50
+TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+class CircuitBreaker:
+    """Closed: calls go through. After `threshold` consecutive failures, open for `cooldown`
+    seconds: calls fail at once. Then half-open: one call is let through; success closes it."""
+
+    def __init__(self, threshold: int = 3, cooldown: float = 5.0, clock: Callable[[], float] = time.monotonic):
+        self.threshold = threshold
+        self.cooldown = cooldown
+        self._clock = clock
+        self._failures = 0
+        self._opened_at: float | None = None
+        self._trial = False
+        self._lock = threading.Lock()
+
+    @property
+    def is_open(self) -> bool:
+        return self._opened_at is not None
+
+    def allow(self) -> bool:
+        with self._lock:
+            if self._opened_at is None:
+                return True
+            if self._clock() - self._opened_at >= self.cooldown and not self._trial:
+                self._trial = True
+                return True
+            return False
+
+    def success(self) -> None:
+        with self._lock:
+            self._failures, self._opened_at, self._trial = 0, None, False
+
+    def failure(self) -> None:
+        with self._lock:
+            self._failures += 1
+            if self._trial or self._failures >= self.threshold:
+                self._opened_at, self._trial = self._clock(), False
+
+
+class Cache:
+    def __init__(self, url: str, cluster: bool = False, breaker: CircuitBreaker | None = None) -> None:
+        options: dict[str, Any] = {
+            "socket_timeout": SOCKET_TIMEOUT,
+            "socket_connect_timeout": CONNECT_TIMEOUT,
+            "retry": Retry(ExponentialBackoff(cap=0.05, base=0.01), retries=1),
+            "health_check_interval": 30,
+            "decode_responses": True,
+        }
+        self.cluster = cluster
+        self.client: Any
+        if cluster:
+            self.client = RedisCluster.from_url(url, **options)
+        else:
+            self.client = redis.Redis.from_url(url, max_connections=MAX_CONNECTIONS, **options)
+        self.breaker = breaker or CircuitBreaker()
+
+    def run(self, operation: Callable[[Any], T]) -> T:
+        """Run `operation(client)` behind the circuit breaker; connection trouble is StoreUnavailable."""
+        if not self.breaker.allow():
+            raise StoreUnavailable("redis unavailable (circuit open)")
+        try:
+            result = operation(self.client)
+        except TRANSIENT as exc:
+            self.breaker.failure()
+            raise StoreUnavailable(f"redis unavailable: {type(exc).__name__}") from exc
+        self.breaker.success()
+        return result
+
+    def register_script(self, source: str) -> Any:
+        return self.client.register_script(source)
+
+    # The seed's cache API.
+    def get(self, key: str) -> Any:
+        raw = self.run(lambda r: r.get(key))
+        return None if raw is None else json.loads(raw)
+
+    def set(self, key: str, value: Any, ttl: int | None = None) -> None:
+        payload = json.dumps(value)
+        self.run(lambda r: r.set(key, payload, ex=ttl))
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        keys = list(keys)
+        if not keys:
+            return {}
+        read = (lambda r: r.mget_nonatomic(keys)) if self.cluster else (lambda r: r.mget(keys))
+        values = self.run(read)
+        return {k: json.loads(v) for k, v in zip(keys, values, strict=True) if v is not None}
+
+    def set_many(self, items: Mapping[str, Any], ttl: int | None = None) -> None:
+        if not items:
+            return
+        encoded = {k: json.dumps(v) for k, v in items.items()}
+
+        def write(r: Any) -> None:
+            pipe = r.pipeline(transaction=False)
+            for key, payload in encoded.items():
+                pipe.set(key, payload, ex=ttl)
+            pipe.execute()
+
+        self.run(write)
+
+    def ping(self) -> bool:
+        try:
+            return bool(self.run(lambda r: r.ping()))
+        except StoreUnavailable:
+            return False
+
+    def close(self) -> None:
+        self.client.close()
+
+
+@functools.cache
+def cache() -> Cache:
+    """The process's client, created on first use so tests can point REDIS_URL first."""
+    config = settings()
+    return Cache(config.redis_url, cluster=config.redis_cluster)
