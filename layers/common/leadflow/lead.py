@@ -85,3 +85,11 @@ class LeadState:
     @property
     def last_event(self) -> float | None:
         return max((s.last for s in self.signals.values() if s.count), default=None)
+
+
+# Guardrail state, as the webhook records it and the monitor and send function read it:
+# - opted out: `profile.dnd` (every channel: GHL's boolean DND, or an inbound STOP-family keyword)
+#   or a channel in `profile.dnd_channels` (GHL's per-channel dndSettings); START/UNSTOP clears both.
+# - paused: `paused_until` (epoch seconds) in the future. A reply pauses for STOP_ON_REPLY_HOURS; a
+#   booked appointment or a won/lost opportunity pauses for good (math.inf).
+PAUSED_FOR_GOOD = math.inf
