@@ -21,7 +21,7 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy layers/common functions local bench
+	$(VENV)/bin/mypy layers/common functions $(wildcard local/*.py bench/*.py scripts/*.py)
 
 openapi: setup
 	$(PY) -m leadflow.openapi > openapi.json

@@ -24,7 +24,8 @@ def load_app(function: str) -> ModuleType:
     name = f"{function}_app"
     path = ROOT / "functions" / function / "app.py"
     spec = importlib.util.spec_from_file_location(name, path)
-    assert spec and spec.loader
+    assert spec
+    assert spec.loader
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)

@@ -12,7 +12,7 @@ import pytest
 from tests.helpers import ROOT, http_event, load_app
 
 sys.path.insert(0, str(ROOT.parent / "shared" / "bench"))
-import workload  # noqa: E402
+import workload
 
 NOW = datetime.now(UTC)
 
@@ -27,6 +27,12 @@ def call(app: Any, context: Any, *args: Any, **kwargs: Any) -> tuple[int, dict[s
     return reply["statusCode"], json.loads(reply["body"])
 
 
+def call_lead(app: Any, context: Any, method: str, lead_id: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+    """A request to /leads/{lead_id}/score."""
+    path = f"/leads/{lead_id}/score"
+    return call(app, context, method, path, "/leads/{lead_id}/score", path_params={"lead_id": lead_id}, **kwargs)
+
+
 def record(lead_id: str, signal: str, hours_ago: float, location: str = "loc-1") -> None:
     from leadflow.lead_state import LeadStore
     from leadflow.signals import Signal
@@ -38,7 +44,13 @@ def record(lead_id: str, signal: str, hours_ago: float, location: str = "loc-1")
 def test_post_with_activity_data_scores_the_seed_example_hot(score_app: Any, lambda_context: Any) -> None:
     body = {"activity_data": workload.seed_example(NOW)}
     status, reply = call(
-        score_app, lambda_context, "POST", "/leads/x/score", "/leads/{lead_id}/score", body=body, path_params={"lead_id": "x"}
+        score_app,
+        lambda_context,
+        "POST",
+        "/leads/x/score",
+        "/leads/{lead_id}/score",
+        body=body,
+        path_params={"lead_id": "x"},
     )
     assert status == 200
     assert reply["intent_level"] == "hot"
@@ -52,24 +64,32 @@ def test_post_with_activity_data_scores_the_seed_example_hot(score_app: Any, lam
 def test_malformed_activity_item_is_422_naming_the_field(score_app: Any, lambda_context: Any) -> None:
     body = {"activity_data": {"pricing_tool_uses": [{"timestamp": "yesterday"}]}}
     status, reply = call(
-        score_app, lambda_context, "POST", "/leads/x/score", "/leads/{lead_id}/score", body=body, path_params={"lead_id": "x"}
+        score_app,
+        lambda_context,
+        "POST",
+        "/leads/x/score",
+        "/leads/{lead_id}/score",
+        body=body,
+        path_params={"lead_id": "x"},
     )
     assert status == 422
     assert "activity_data.pricing_tool_uses[0].timestamp" in reply["message"]
 
 
 def test_malformed_json_is_400(score_app: Any, lambda_context: Any) -> None:
-    status, reply = call(
-        score_app, lambda_context, "POST", "/leads/x/score", "/leads/{lead_id}/score",
-        raw_body="{not json", path_params={"lead_id": "x"},
-    )  # fmt: skip
+    status, reply = call_lead(score_app, lambda_context, "POST", "x", raw_body="{not json")
     assert status == 400
     assert "message" in reply
 
 
 def test_unknown_lead_is_404(score_app: Any, lambda_context: Any) -> None:
     status, reply = call(
-        score_app, lambda_context, "GET", "/leads/nobody/score", "/leads/{lead_id}/score", path_params={"lead_id": "nobody"}
+        score_app,
+        lambda_context,
+        "GET",
+        "/leads/nobody/score",
+        "/leads/{lead_id}/score",
+        path_params={"lead_id": "nobody"},
     )
     assert status == 404
     assert reply == {"message": "unknown lead: nobody"}
@@ -79,10 +99,7 @@ def test_stored_lead_is_scored_now_by_get_and_post(score_app: Any, lambda_contex
     record("lead-1", "pricing_tool_usage", 1)
     record("lead-1", "agent_inquiry", 2)
     for method in ("GET", "POST"):
-        status, reply = call(
-            score_app, lambda_context, method, "/leads/lead-1/score", "/leads/{lead_id}/score",
-            path_params={"lead_id": "lead-1"},
-        )  # fmt: skip
+        status, reply = call_lead(score_app, lambda_context, method, "lead-1")
         assert status == 200
         assert reply["lead_id"] == "lead-1"
         assert {k["type"] for k in reply["key_signals"]} == {"pricing_tool_usage", "agent_inquiry"}
@@ -114,11 +131,10 @@ def test_high_intent_rejects_out_of_range_limit_with_422(score_app: Any, lambda_
 def test_location_query_selects_another_location(score_app: Any, lambda_context: Any) -> None:
     record("lead-9", "pricing_tool_usage", 1, location="loc-2")
     path = "/leads/lead-9/score"
-    status, _ = call(score_app, lambda_context, "GET", path, "/leads/{lead_id}/score", path_params={"lead_id": "lead-9"})
+    status, _ = call(
+        score_app, lambda_context, "GET", path, "/leads/{lead_id}/score", path_params={"lead_id": "lead-9"}
+    )
     assert status == 404
-    status, reply = call(
-        score_app, lambda_context, "GET", path, "/leads/{lead_id}/score",
-        path_params={"lead_id": "lead-9"}, query={"location_id": "loc-2"},
-    )  # fmt: skip
+    status, reply = call_lead(score_app, lambda_context, "GET", "lead-9", query={"location_id": "loc-2"})
     assert status == 200
     assert reply["key_signals"][0]["type"] == "pricing_tool_usage"
