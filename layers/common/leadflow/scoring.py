@@ -158,15 +158,16 @@ def zone_of(name: str | None, default: str) -> ZoneInfo:
 def contact_window(hours_utc: list[int], offset_hours: int, sending_hours: tuple[int, int]) -> tuple[int, int]:
     """The 2-hour local window, inside sending hours, in which the lead engages most.
 
-    Ties go to the earliest window; with no history, the default window (clamped inside the hours).
+    Ties go to the window that starts at the busier hour (a lead active at 14:00 gets 14-16, not
+    13-15), then to the earliest; with no history, the default window (clamped inside the hours).
     """
     start, end = sending_hours
     local = [0] * 24
     for utc_hour, n in enumerate(hours_utc):
         local[(utc_hour + offset_hours) % 24] += n
-    best_start, best = -1, 0
+    best_start, best = -1, (0, 0)
     for h in range(start, end - WINDOW_HOURS + 1):
-        engaged = local[h] + local[h + 1]
+        engaged = (local[h] + local[h + 1], local[h])
         if engaged > best:
             best_start, best = h, engaged
     if best_start < 0:
