@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # GHL's published Ed25519 webhook key (Webhook Integration Guide), base64 SPKI.
 GHL_PUBLISHED_ED25519_KEY = "MCowBQYDK2VwAyEAi2HR1srL4o18O8BRa7gVJY7G7bupbN3H9AwJrHCDiOg="
@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     behavioral_monitoring_interval: int = Field(300, ge=10)
     max_daily_followups_per_lead: int = Field(3, ge=0)
     min_likelihood: float = Field(50.0, ge=0, le=100)
-    sending_hours: tuple[int, int] = (8, 21)
+    sending_hours: Annotated[tuple[int, int], NoDecode] = (8, 21)  # "8-21", not JSON
     default_timezone: str = "America/New_York"
     stop_on_reply_hours: float = Field(48.0, ge=0)
 
