@@ -19,10 +19,17 @@ BASE_ENV = {
 
 
 def _clear_caches() -> None:
-    from leadflow import config, redis_client
+    from leadflow import compose, config, ghl, jobs, redis_client, sending
 
-    config.settings.cache_clear()
-    redis_client.cache.cache_clear()
+    for cached in (
+        config.settings,
+        redis_client.cache,
+        jobs.sqs,
+        sending._dlq_url,
+        compose._claude,
+        ghl.http,
+    ):
+        cached.cache_clear()
 
 
 @pytest.fixture(autouse=True)

@@ -115,3 +115,66 @@ def http_event(
     elif body is not None:
         event["body"] = json.dumps(body)
     return event
+
+
+class StubServer:
+    """A local HTTP stand-in (for GHL or the Anthropic API): replies from a script, records requests.
+
+    `replies` maps "METHOD /path" to a list of (status, headers, json body); the last one repeats.
+    """
+
+    def __init__(self, replies: dict[str, list[tuple[int, dict[str, str], Any]]]) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.replies = replies
+        self.requests: list[dict[str, Any]] = []
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _reply(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                key = f"{self.command} {self.path.split('?')[0]}"
+                stub.requests.append(
+                    {"key": key, "headers": dict(self.headers), "json": json.loads(raw) if raw else None}
+                )
+                script = stub.replies.get(key) or [(404, {}, {"message": "not found"})]
+                status, headers, body = script.pop(0) if len(script) > 1 else script[0]
+                payload = json.dumps(body).encode()
+                self.send_response(status)
+                for name, value in {"Content-Type": "application/json", **headers}.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = _reply
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def calls(self, key: str) -> list[dict[str, Any]]:
+        return [r for r in self.requests if r["key"] == key]
+
+
+def sqs_event(bodies: list[str], receive_count: int = 1) -> dict[str, Any]:
+    """An SQS event (tests/events/sqs_followup.json) carrying the given message bodies."""
+    template = load_event("sqs_followup")["Records"][0]
+    records = []
+    for i, body in enumerate(bodies):
+        record = copy.deepcopy(template)
+        record["messageId"] = f"{template['messageId'][:-4]}{i:04d}"
+        record["body"] = body
+        record["attributes"]["ApproximateReceiveCount"] = str(receive_count)
+        records.append(record)
+    return {"Records": records}

@@ -1,9 +1,91 @@
-"""send function: not yet built (see the open issues)."""
+"""Send function: follow-up jobs from SQS (exactly once per job_id), and over the HTTP API the
+on-demand send, a lead's message history, stats, and the monitoring switch."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.params import Body, Query
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
+from aws_lambda_powertools.utilities.idempotency.persistence.cache import CachePersistenceLayer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, Field
+
+from leadflow import sending
+from leadflow.config import settings
+from leadflow.followup_store import FollowupStore
+from leadflow.http import install_error_handlers
+from leadflow.jobs import Job
+from leadflow.observability import logger, metrics, tracer
+from leadflow.redis_client import cache
+
+app = APIGatewayHttpResolver(enable_validation=True)
+install_error_handlers(app)
+processor = BatchProcessor(event_type=EventType.SQS)
+idempotency = IdempotencyConfig(event_key_jmespath="job_id", expires_after_seconds=3 * 86_400)
+persistence = CachePersistenceLayer(client=cache().client)
+
+LocationQuery = Annotated[str | None, Query(description="GHL location; default GHL_LOCATION_ID")]
 
 
-def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    raise NotImplementedError("the send function is not built yet")
+class SendRequest(BaseModel):
+    channel: Literal["sms", "email"] | None = None
+    message: str | None = Field(None, min_length=1, max_length=5000)
+
+
+class MonitoringRequest(BaseModel):
+    enabled: bool
+
+
+@app.post("/leads/<lead_id>/messages", summary="Queue a message now, under every guardrail")
+def request_message(
+    lead_id: str, body: Annotated[SendRequest | None, Body()] = None, location_id: LocationQuery = None
+) -> Response:
+    request = body or SendRequest()
+    job = sending.request_send(settings().location(location_id), lead_id, request.channel, request.message)
+    return Response(202, content_types.APPLICATION_JSON, {"job_id": job.job_id, "status": "queued"})
+
+
+@app.get("/leads/<lead_id>/messages", summary="A lead's message history, newest first")
+def message_history(lead_id: str, location_id: LocationQuery = None) -> dict[str, Any]:
+    return {"messages": FollowupStore().history(settings().location(location_id), lead_id)}
+
+
+@app.get("/followups/stats", summary="Follow-up statistics (the seed's get_task_stats)")
+def followup_stats(location_id: LocationQuery = None) -> dict[str, Any]:
+    return sending.stats(settings().location(location_id))
+
+
+@app.put("/followups/monitoring", summary="Start or stop the monitor's scheduled follow-ups")
+def set_monitoring(body: MonitoringRequest, location_id: LocationQuery = None) -> dict[str, Any]:
+    FollowupStore().set_monitoring(body.enabled)
+    return {"is_running": body.enabled}
+
+
+@idempotent_function(data_keyword_argument="job", config=idempotency, persistence_store=persistence)
+def send_once(job: dict[str, Any], attempt: int) -> dict[str, Any]:
+    return sending.process_job(Job(**job), attempt).to_json()
+
+
+def record_handler(record: SQSRecord) -> dict[str, Any]:
+    job = Job.from_json(record.body)
+    attempt = int(record.attributes.approximate_receive_count or 1)
+    return send_once(job=_as_dict(job), attempt=attempt)
+
+
+def _as_dict(job: Job) -> dict[str, Any]:
+    return {name: getattr(job, name) for name in Job.__dataclass_fields__}
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if "Records" in event:
+        idempotency.register_lambda_context(context)
+        return dict(process_partial_response(event, record_handler, processor, context))
+    return app.resolve(event, context)

@@ -28,3 +28,13 @@ class StoreUnavailable(LeadflowError):
     """Redis cannot be reached (circuit open or connection failed)."""
 
     status = 503
+
+
+class GuardrailBlocked(LeadflowError):
+    """A send the guardrails forbid now: 409 with the reason."""
+
+    status = 409
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"follow-up blocked: {reason}")
+        self.reason = reason

@@ -7,7 +7,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
-from leadflow.errors import LeadflowError
+from leadflow.errors import GuardrailBlocked, LeadflowError
 from leadflow.observability import logger
 
 
@@ -30,6 +30,10 @@ def install_error_handlers(app: APIGatewayHttpResolver) -> None:
         if first.get("type") == "json_invalid":
             return error(400, "body is not valid JSON")
         return error(422, message)
+
+    @app.exception_handler(GuardrailBlocked)
+    def _blocked(exc: GuardrailBlocked) -> Response:
+        return error(409, exc.message, reason=exc.reason)
 
     @app.exception_handler(LeadflowError)
     def _domain(exc: LeadflowError) -> Response:

@@ -268,10 +268,10 @@ class LeadStore:
             found.sort(key=lambda item: -item[2])
             if len(found) >= limit and found[limit - 1][2] >= page[-1][1]:
                 break
-        self._refresh_index(location_id, fresh, gone)
+        self.refresh_index(location_id, fresh, gone)
         return found[:limit]
 
-    def _refresh_index(self, location_id: str, fresh: Mapping[str, float], gone: list[str]) -> None:
+    def refresh_index(self, location_id: str, fresh: Mapping[str, float], gone: list[str]) -> None:
         """After a scan (never during one: it would shift the pages), tighten the index."""
         if not fresh and not gone:
             return

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "leadflow")
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "leadflow")
@@ -35,3 +36,11 @@ def safe_fields(fields: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+def count(name: str, value: float = 1, unit: MetricUnit = MetricUnit.Count, **dimensions: str) -> None:
+    """One EMF metric with its own dimensions (Metrics' dimensions are shared by a whole flush)."""
+    with single_metric(name=name, unit=unit, value=value, namespace=NAMESPACE) as metric:
+        metric.add_dimension(name="service", value=SERVICE)
+        for key, dim in dimensions.items():
+            metric.add_dimension(name=key, value=dim)

@@ -1,0 +1,203 @@
+"""Deciding follow-ups: which leads get a job now, on which channel, and queuing them.
+
+Two ways in: the monitor's scheduled scan of every location's high-intent leads, and the webhook's
+fast path for a lead an event has just made urgent. Both apply the same guardrails (guardrails.py)
+and the same one-job-in-flight claim; the send function checks everything again before sending.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from leadflow import guardrails
+from leadflow.config import Settings, settings
+from leadflow.followup_store import FollowupStore, LeadFollowups
+from leadflow.jobs import Job, send_jobs
+from leadflow.lead import LeadState
+from leadflow.lead_state import LeadStore
+from leadflow.observability import count, logger
+from leadflow.scoring import PredictiveSellScore, likelihood, score_lead
+from leadflow.signals import Signal
+
+TOP_SIGNALS = 3
+URGENT_BLOCK_HOURS = 4  # an urgent lead may get one monitor job per 4-hour block (the cap still holds)
+
+
+def choose_channel(state: LeadState, score: PredictiveSellScore) -> str | None:
+    """The recommended channel when the lead can be reached on it, else the other one.
+    A recommended call becomes a text: leadflow sends messages, agents make calls."""
+    preferred = "sms" if score.recommended_channel in ("sms", "call") else "email"
+    for channel in (preferred, "email" if preferred == "sms" else "sms"):
+        if state.profile.can_reach(channel):
+            return channel
+    return None
+
+
+def job_id_for(location_id: str, contact_id: str, score: PredictiveSellScore, now: datetime) -> str:
+    """Stable for a lead and slot: its local day and contact window (urgent: its 4-hour block)."""
+    local = now.astimezone(ZoneInfo(score.timezone))
+    if score.intent_level == "urgent":
+        slot = f"u{local.hour // URGENT_BLOCK_HOURS}"
+    else:
+        slot = f"w{score.optimal_contact_window[0]}"
+    return f"{location_id}:{contact_id}:{local.date().isoformat()}:{slot}"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    job: Job | None
+    reason: str | None  # why not, when no job
+
+
+def decide(
+    location_id: str,
+    contact_id: str,
+    state: LeadState,
+    followups: LeadFollowups,
+    now: datetime,
+    config: Settings,
+    source: str,
+) -> Decision:
+    """Whether this lead gets a follow-up job now, and the job. Pure."""
+    score = score_lead(contact_id, state, now, config.sending_hours, config.default_timezone)
+    channel = choose_channel(state, score)
+    if channel is None:
+        return Decision(None, guardrails.OPTED_OUT)
+    reason = guardrails.blocked(state, channel, now, followups.counts, config)
+    if reason:
+        return Decision(None, reason)
+    if followups.pending:
+        return Decision(None, "pending")
+    limit = guardrails.limits(state, now, config)
+    if (
+        source == "monitor"
+        and score.intent_level != "urgent"
+        and not guardrails.in_hours(limit, score.optimal_contact_window)
+    ):
+        return Decision(None, "outside_window")
+    job_id = job_id_for(location_id, contact_id, score, now)
+    if source == "fast_path":
+        job_id += ":fast"
+    return Decision(
+        Job(
+            job_id=job_id,
+            lead_id=contact_id,
+            location_id=location_id,
+            channel=channel,
+            source=source,
+            intent_level=score.intent_level,
+            likelihood_score=score.likelihood_score,
+            top_signals=[k.type for k in score.key_signals[:TOP_SIGNALS]],
+            triggered_at=state.last_event,
+        ),
+        None,
+    )
+
+
+def fast_path_eligible(likelihood_score: float, signal: Signal | None) -> bool:
+    """Urgent now, or a hot lead asking for an agent: worth a message in seconds, not minutes."""
+    return likelihood_score >= 80 or (signal is Signal.AGENT_INQUIRY and likelihood_score >= 50)
+
+
+def queue_fast_path(
+    location_id: str,
+    contact_id: str,
+    state: LeadState,
+    likelihood: float,
+    signal: Signal | None,
+    now: float,
+    followup_store: FollowupStore | None = None,
+) -> str | None:
+    """Called by the webhook after recording an event: queue a job at once when the lead qualifies
+    and every guardrail allows. Returns the job id, or None."""
+    if not fast_path_eligible(likelihood, signal):
+        return None
+    config = settings()
+    fstore = followup_store or FollowupStore()
+    at = datetime.fromtimestamp(now, UTC)
+    day_start = guardrails.limits(state, at, config).day_start
+    followups = fstore.followups(location_id, {contact_id: day_start}, now)[contact_id]
+    decision = decide(location_id, contact_id, state, followups, at, config, "fast_path")
+    if decision.job is None:
+        logger.info("fast path: no job", extra={"reason": decision.reason, "location_id": location_id})
+        return None
+    queued = _queue(location_id, [decision.job], fstore)
+    return decision.job.job_id if queued else None
+
+
+def _queue(location_id: str, jobs: Sequence[Job], fstore: FollowupStore) -> int:
+    """Claim each lead's in-flight slot, queue the claimed jobs, undo the claims SQS refused."""
+    claims = fstore.claim(location_id, [(job.lead_id, job.job_id) for job in jobs])
+    claimed = [job for job in jobs if claims.get(job.job_id) == "ok"]
+    failed = send_jobs(claimed) if claimed else []
+    if failed:
+        fstore.unclaim(location_id, [(job.lead_id, job.job_id) for job in failed])
+        logger.warning("jobs not queued", extra={"count": len(failed), "location_id": location_id})
+    queued = [job for job in claimed if job not in failed]
+    if queued:
+        fstore.count_queued(location_id, len(queued))
+    for (source, channel), n in Counter((job.source, job.channel) for job in queued).items():
+        count("JobsQueued", n, source=source, channel=channel)
+    return len(queued)
+
+
+@dataclass(slots=True)
+class MonitorReport:
+    enabled: bool = True
+    locations: int = 0
+    candidates: int = 0
+    eligible: int = 0
+    queued: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def run_monitor(
+    now: datetime | None = None, store: LeadStore | None = None, followup_store: FollowupStore | None = None
+) -> MonitorReport:
+    """One scheduled run: for every location, rescore the index's candidates now and queue one job
+    per lead that qualifies, highest intent first."""
+    started = time.perf_counter()
+    now = now or datetime.now(UTC)
+    config = settings()
+    store = store or LeadStore()
+    fstore = followup_store or FollowupStore(store.cache)
+    report = MonitorReport()
+    if not fstore.monitoring_enabled():
+        report.enabled = False
+        return report
+    at = now.timestamp()
+    for location_id in store.locations():
+        report.locations += 1
+        jobs: list[Job] = []
+        fresh: dict[str, float] = {}
+        gone: list[str] = []
+        for page in store.candidates(location_id, config.min_likelihood):
+            report.candidates += len(page)
+            states = store.load_many(location_id, [cid for cid, _ in page])
+            gone += [cid for cid, _ in page if cid not in states]
+            hot: dict[str, LeadState] = {}
+            for cid, state in states.items():
+                fresh[cid] = likelihood(state, at)
+                if fresh[cid] >= config.min_likelihood:
+                    hot[cid] = state
+            day_starts = {cid: guardrails.limits(state, now, config).day_start for cid, state in hot.items()}
+            followups = fstore.followups(location_id, day_starts, at)
+            for cid, state in hot.items():
+                decision = decide(location_id, cid, state, followups[cid], now, config, "monitor")
+                if decision.job:
+                    jobs.append(decision.job)
+                else:
+                    reason = decision.reason or "unknown"
+                    report.skipped[reason] = report.skipped.get(reason, 0) + 1
+        store.refresh_index(location_id, fresh, gone)
+        jobs.sort(key=lambda job: -job.likelihood_score)
+        report.eligible += len(jobs)
+        report.queued += _queue(location_id, jobs, fstore) if jobs else 0
+    report.seconds = round(time.perf_counter() - started, 3)
+    return report

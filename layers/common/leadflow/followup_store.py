@@ -1,0 +1,197 @@
+"""What leadflow keeps about follow-ups in Redis, beside each lead's state (same hash tag):
+
+lf:{loc:cid}:sends      zset   job id -> epoch of each reserved send (the daily cap and 24 h limit)
+lf:{loc:cid}:pending    string the job in flight for the lead (one at a time, from monitor/fast path)
+lf:{loc:cid}:job:<id>   string a job id ever queued (a repeated monitor run queues nothing new)
+lf:{loc:cid}:messages   list   the lead's message history, newest first (JSON)
+lf:{loc}:outbox         list   dry-run messages, newest first (JSON)
+lf:{loc}:stats          hash   queued, sent, failed, skipped:<reason>
+lf:monitoring           string "0" when monitoring is switched off
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from leadflow.guardrails import SendCounts
+from leadflow.lead_state import lead_prefix
+from leadflow.redis_client import Cache, cache
+
+HISTORY_LIMIT = 200
+OUTBOX_LIMIT = 1000
+PENDING_TTL = 6 * 3600  # a job lost in flight frees its lead after this
+JOB_MARK_TTL = 3 * 86_400
+MONITORING = "lf:monitoring"
+
+# KEYS: sends. ARGV: job id, now, day start, max per day, max per 24 h (0: none).
+# 1 = reserved (or already held by this job), 0 = over a cap. Atomic: no number of concurrent
+# senders can exceed the cap.
+_RESERVE = """
+local sends, job, now = KEYS[1], ARGV[1], tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', sends, '-inf', now - 3 * 86400)
+if redis.call('ZSCORE', sends, job) then return 1 end
+if redis.call('ZCOUNT', sends, ARGV[3], '+inf') >= tonumber(ARGV[4]) then return 0 end
+local per24 = tonumber(ARGV[5])
+if per24 > 0 and redis.call('ZCOUNT', sends, now - 86400, '+inf') >= per24 then return 0 end
+redis.call('ZADD', sends, now, job)
+redis.call('EXPIRE', sends, 3 * 86400)
+return 1
+"""
+
+# KEYS: pending, job mark. ARGV: job id, pending ttl, mark ttl.
+# "ok" claimed; "pending" another job is in flight; "duplicate" this job was queued before.
+_CLAIM = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 'pending' end
+if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', tonumber(ARGV[3])) then return 'duplicate' end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
+return 'ok'
+"""
+
+# KEYS: pending. ARGV: job id. Frees the lead if this job holds it.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def _keys(location_id: str, contact_id: str) -> tuple[str, str, str, str]:
+    prefix = lead_prefix(location_id, contact_id)
+    return prefix + ":sends", prefix + ":pending", prefix + ":job:", prefix + ":messages"
+
+
+def _stats_key(location_id: str) -> str:
+    return f"lf:{{{location_id}}}:stats"
+
+
+def _outbox_key(location_id: str) -> str:
+    return f"lf:{{{location_id}}}:outbox"
+
+
+@dataclass(frozen=True, slots=True)
+class LeadFollowups:
+    counts: SendCounts
+    pending: bool
+
+
+class FollowupStore:
+    def __init__(self, store: Cache | None = None) -> None:
+        self.cache = store or cache()
+        self._reserve = self.cache.register_script(_RESERVE)
+        self._claim = self.cache.register_script(_CLAIM)
+        self._release = self.cache.register_script(_RELEASE)
+
+    # Guardrail inputs, many leads in one round trip.
+    def followups(self, location_id: str, leads: Mapping[str, float], now: float) -> dict[str, LeadFollowups]:
+        """Per lead (contact id -> its local day start): send counts and whether a job is pending."""
+        ids = list(leads)
+
+        def read(r: Any) -> list[Any]:
+            pipe = r.pipeline(transaction=False)
+            for cid in ids:
+                sends, pending, _, _ = _keys(location_id, cid)
+                pipe.zcount(sends, leads[cid], "+inf")
+                pipe.zcount(sends, now - 86_400, "+inf")
+                pipe.exists(pending)
+            return list(pipe.execute())
+
+        rows = self.cache.run(read) if ids else []
+        return {
+            cid: LeadFollowups(SendCounts(int(rows[3 * i]), int(rows[3 * i + 1])), bool(rows[3 * i + 2]))
+            for i, cid in enumerate(ids)
+        }
+
+    def claim(self, location_id: str, claims: Iterable[tuple[str, str]]) -> dict[str, str]:
+        """Claim the in-flight slot of each (contact id, job id): job id -> ok | pending | duplicate."""
+        items = list(claims)
+
+        def run(r: Any) -> list[Any]:
+            pipe = r.pipeline(transaction=False)
+            for cid, job_id in items:
+                _, pending, mark, _ = _keys(location_id, cid)
+                self._claim(keys=[pending, mark + job_id], args=[job_id, PENDING_TTL, JOB_MARK_TTL], client=pipe)
+            return list(pipe.execute())
+
+        results = self.cache.run(run) if items else []
+        return {job_id: str(result) for (_, job_id), result in zip(items, results, strict=True)}
+
+    def unclaim(self, location_id: str, claims: Iterable[tuple[str, str]]) -> None:
+        """Undo claims whose jobs could not be queued, so the next run tries again."""
+        items = list(claims)
+
+        def run(r: Any) -> None:
+            pipe = r.pipeline(transaction=False)
+            for cid, job_id in items:
+                _, pending, mark, _ = _keys(location_id, cid)
+                self._release(keys=[pending], args=[job_id], client=pipe)
+                pipe.delete(mark + job_id)
+            pipe.execute()
+
+        if items:
+            self.cache.run(run)
+
+    def release(self, location_id: str, contact_id: str, job_id: str) -> None:
+        _, pending, _, _ = _keys(location_id, contact_id)
+        self.cache.run(lambda r: self._release(keys=[pending], args=[job_id], client=r))
+
+    def reserve(
+        self, location_id: str, contact_id: str, job_id: str, now: float, day_start: float, max_day: int, max_24h: int
+    ) -> bool:
+        sends = _keys(location_id, contact_id)[0]
+        args = [job_id, repr(now), repr(day_start), max_day, max_24h]
+        return bool(self.cache.run(lambda r: self._reserve(keys=[sends], args=args, client=r)))
+
+    def unreserve(self, location_id: str, contact_id: str, job_id: str) -> None:
+        """A send that did not happen gives its place under the cap back."""
+        sends = _keys(location_id, contact_id)[0]
+        self.cache.run(lambda r: r.zrem(sends, job_id))
+
+    # What happened.
+    def log(self, location_id: str, contact_id: str, entry: Mapping[str, Any], stat: str) -> None:
+        """Append to the lead's history and count the outcome (`sent`, `failed`, `skipped:<reason>`)."""
+        history = _keys(location_id, contact_id)[3]
+        payload = json.dumps(entry)
+
+        def write(r: Any) -> None:
+            pipe = r.pipeline(transaction=False)
+            pipe.lpush(history, payload)
+            pipe.ltrim(history, 0, HISTORY_LIMIT - 1)
+            pipe.hincrby(_stats_key(location_id), stat, 1)
+            pipe.execute()
+
+        self.cache.run(write)
+
+    def history(self, location_id: str, contact_id: str) -> list[dict[str, Any]]:
+        history = _keys(location_id, contact_id)[3]
+        return [json.loads(item) for item in self.cache.run(lambda r: r.lrange(history, 0, -1))]
+
+    def count_queued(self, location_id: str, n: int = 1) -> None:
+        self.cache.run(lambda r: r.hincrby(_stats_key(location_id), "queued", n))
+
+    def stats(self, location_id: str) -> dict[str, int]:
+        raw = self.cache.run(lambda r: r.hgetall(_stats_key(location_id)))
+        return {key: int(value) for key, value in raw.items()}
+
+    def to_outbox(self, location_id: str, entry: Mapping[str, Any]) -> None:
+        key, payload = _outbox_key(location_id), json.dumps(entry)
+
+        def write(r: Any) -> None:
+            pipe = r.pipeline(transaction=False)
+            pipe.lpush(key, payload)
+            pipe.ltrim(key, 0, OUTBOX_LIMIT - 1)
+            pipe.execute()
+
+        self.cache.run(write)
+
+    def outbox(self, location_id: str, limit: int = 100) -> list[dict[str, Any]]:
+        key = _outbox_key(location_id)
+        return [json.loads(item) for item in self.cache.run(lambda r: r.lrange(key, 0, limit - 1))]
+
+    # The seed's start/stop monitoring.
+    def monitoring_enabled(self) -> bool:
+        return self.cache.run(lambda r: r.get(MONITORING)) != "0"
+
+    def set_monitoring(self, enabled: bool) -> None:
+        self.cache.run(lambda r: r.set(MONITORING, "1" if enabled else "0"))

@@ -1,0 +1,78 @@
+"""Follow-up jobs: the SQS message body of the contract, and writing them ten at a time."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from leadflow.config import settings
+from leadflow.errors import InvalidInput
+
+SOURCES = ("monitor", "fast_path", "on_demand")
+BATCH = 10  # SendMessageBatch's limit
+WRITERS = 8  # parallel SendMessageBatch calls for large runs
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    job_id: str
+    lead_id: str
+    location_id: str
+    channel: str
+    source: str
+    intent_level: str
+    likelihood_score: float
+    top_signals: list[str] = field(default_factory=list)
+    message: str | None = None
+    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat().replace("+00:00", "Z"))
+    triggered_at: float | None = None  # epoch of the lead's latest event, for speed-to-lead
+
+    def to_json(self) -> str:
+        return json.dumps({k: v for k, v in asdict(self).items() if v is not None})
+
+    @classmethod
+    def from_json(cls, body: str) -> Job:
+        try:
+            data = json.loads(body)
+            names = set(cls.__dataclass_fields__)
+            return cls(**{k: v for k, v in data.items() if k in names})
+        except (ValueError, TypeError) as exc:
+            raise InvalidInput(f"malformed follow-up job: {exc}") from None
+
+
+@functools.cache
+def sqs() -> Any:
+    import boto3  # only the functions that queue pay for it
+
+    return boto3.client("sqs")
+
+
+def followup_queue_url() -> str:
+    url = settings().followup_queue_url
+    if not url:
+        raise InvalidInput("FOLLOWUP_QUEUE_URL is not set")
+    return url
+
+
+def send_jobs(jobs: Sequence[Job], queue_url: str | None = None) -> list[Job]:
+    """Queue jobs with SendMessageBatch, ten per call, calls in parallel. Returns the jobs that failed."""
+    url = queue_url or followup_queue_url()
+    batches = [jobs[i : i + BATCH] for i in range(0, len(jobs), BATCH)]
+    if len(batches) <= 1:
+        return [failed for batch in batches for failed in _send_batch(url, batch)]
+    with ThreadPoolExecutor(max_workers=min(WRITERS, len(batches))) as pool:
+        return [failed for result in pool.map(lambda b: _send_batch(url, b), batches) for failed in result]
+
+
+def _send_batch(url: str, batch: Sequence[Job]) -> list[Job]:
+    entries = [{"Id": str(i), "MessageBody": job.to_json()} for i, job in enumerate(batch)]
+    try:
+        reply = sqs().send_message_batch(QueueUrl=url, Entries=entries)
+    except Exception:
+        return list(batch)
+    return [batch[int(failure["Id"])] for failure in reply.get("Failed", [])]

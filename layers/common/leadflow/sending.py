@@ -1,0 +1,197 @@
+"""Sending a follow-up job: the authoritative guardrail check at the moment of sending, the atomic
+reservation under the cap, composing, delivery (GHL, or the outbox in dry-run), and the record of
+every outcome in the lead's history. Also the on-demand request and the stats.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from leadflow import ghl, guardrails
+from leadflow.compose import compose
+from leadflow.config import settings
+from leadflow.errors import GuardrailBlocked, InvalidInput, LeadNotFound, StoreUnavailable
+from leadflow.followup import choose_channel
+from leadflow.followup_store import FollowupStore
+from leadflow.jobs import Job, followup_queue_url, send_jobs, sqs
+from leadflow.lead_state import LeadStore
+from leadflow.observability import count, logger
+from leadflow.scoring import score_lead
+
+# The template's default redrive count: a job failing this often goes to the DLQ, recorded as failed.
+MAX_RECEIVES = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: str  # sent | skipped | failed
+    reason: str | None = None
+    body: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"status": self.status, "reason": self.reason}
+
+
+def _iso(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).isoformat().replace("+00:00", "Z")
+
+
+def process_job(job: Job, attempt: int = 1, now: float | None = None) -> Outcome:
+    """Send one job, or skip it with a reason. Raises ghl.TransientFailure for SQS to retry."""
+    at = time.time() if now is None else now
+    when = datetime.fromtimestamp(at, UTC)
+    config = settings()
+    store = LeadStore()
+    fstore = FollowupStore(store.cache)
+    loc, cid = job.location_id, job.lead_id
+
+    def finish(outcome: Outcome, stat: str) -> Outcome:
+        entry = {"job_id": job.job_id, "channel": job.channel, "status": outcome.status, "at": _iso(at)}
+        entry |= {"reason": outcome.reason} if outcome.reason else {}
+        entry |= {"body": outcome.body} if outcome.body else {}
+        fstore.log(loc, cid, entry, stat)
+        fstore.release(loc, cid, job.job_id)
+        logger.info("job ended", extra={"job_id": job.job_id, "status": outcome.status, "reason": outcome.reason})
+        return outcome
+
+    state = store.load(loc, cid)
+    if state is None:
+        return finish(Outcome("skipped", "unknown_lead"), "skipped:unknown_lead")
+    limit = guardrails.limits(state, when, config)
+    counts = fstore.followups(loc, {cid: limit.day_start}, at)[cid].counts
+    reason = guardrails.blocked(state, job.channel, when, counts, config)
+    if reason is None and not state.profile.can_reach(job.channel):
+        reason = "unreachable"
+    if reason is None and not fstore.reserve(
+        loc, cid, job.job_id, at, limit.day_start, limit.max_per_day, limit.max_per_24h
+    ):
+        reason = guardrails.DAILY_CAP
+    if reason:
+        count("MessagesSkipped", reason=reason)
+        return finish(Outcome("skipped", reason), f"skipped:{reason}")
+
+    message = compose(job.channel, job.top_signals, job.intent_level, state.profile.first_name, job.message)
+    try:
+        if config.send_mode == "live":
+            ghl.send_message(loc, cid, job.channel, message.body, message.subject)
+        else:
+            outbox = {
+                "job_id": job.job_id,
+                "lead_id": cid,
+                "channel": job.channel,
+                "body": message.body,
+                "at": _iso(at),
+            }
+            outbox |= {"subject": message.subject} if message.subject else {}
+            outbox |= {"source": job.source, "composer": message.source, "intent_level": job.intent_level}
+            fstore.to_outbox(loc, outbox)
+    except ghl.PermanentFailure as exc:
+        fstore.unreserve(loc, cid, job.job_id)
+        count("MessagesFailed", channel=job.channel)
+        return finish(Outcome("failed", exc.reason), "failed")
+    except ghl.TransientFailure as exc:
+        fstore.unreserve(loc, cid, job.job_id)
+        if attempt >= MAX_RECEIVES:
+            count("MessagesFailed", channel=job.channel)
+            finish(Outcome("failed", exc.reason), "failed")
+        raise
+    count("MessagesSent", channel=job.channel)
+    if job.triggered_at:
+        count("SpeedToLeadSeconds", max(0.0, at - job.triggered_at), unit=MetricUnit.Seconds, source=job.source)
+    return finish(Outcome("sent", None, message.body), "sent")
+
+
+def _outbox_entry(job: Job, body: str, subject: str | None, composer: str, at: float) -> dict[str, Any]:
+    entry = {"job_id": job.job_id, "lead_id": job.lead_id, "channel": job.channel, "subject": subject, "body": body}
+    entry |= {"source": job.source, "composer": composer, "intent_level": job.intent_level, "at": _iso(at)}
+    return {k: v for k, v in entry.items() if v is not None}
+
+
+def request_send(
+    location_id: str, lead_id: str, channel: str | None, message: str | None, now: float | None = None
+) -> Job:
+    """On demand: the same guardrails as any follow-up, checked now (and again when sending)."""
+    at = time.time() if now is None else now
+    when = datetime.fromtimestamp(at, UTC)
+    config = settings()
+    store = LeadStore()
+    fstore = FollowupStore(store.cache)
+    state = store.load(location_id, lead_id)
+    if state is None:
+        raise LeadNotFound(lead_id)
+    score = score_lead(lead_id, state, when, config.sending_hours, config.default_timezone)
+    chosen = channel or choose_channel(state, score) or "sms"
+    limit = guardrails.limits(state, when, config)
+    counts = fstore.followups(location_id, {lead_id: limit.day_start}, at)[lead_id].counts
+    reason = guardrails.blocked(state, chosen, when, counts, config)
+    if reason:
+        raise GuardrailBlocked(reason)
+    if not state.profile.can_reach(chosen):
+        raise InvalidInput(f"channel: the lead has no {'email address' if chosen == 'email' else 'phone number'}")
+    job = Job(
+        job_id=f"od-{uuid.uuid4()}",
+        lead_id=lead_id,
+        location_id=location_id,
+        channel=chosen,
+        source="on_demand",
+        intent_level=score.intent_level,
+        likelihood_score=score.likelihood_score,
+        top_signals=[k.type for k in score.key_signals[:3]],
+        message=message,
+    )
+    if send_jobs([job]):
+        raise StoreUnavailable("the follow-up queue is unavailable")
+    fstore.count_queued(location_id)
+    count("JobsQueued", source="on_demand", channel=chosen)
+    return job
+
+
+@functools.cache
+def _dlq_url(queue_url: str) -> str | None:
+    import json
+
+    attributes = sqs().get_queue_attributes(QueueUrl=queue_url, AttributeNames=["RedrivePolicy"])["Attributes"]
+    policy = attributes.get("RedrivePolicy")
+    if not policy:
+        return None
+    name = json.loads(policy)["deadLetterTargetArn"].rsplit(":", 1)[-1]
+    return str(sqs().get_queue_url(QueueName=name)["QueueUrl"])
+
+
+def dlq_depth() -> int | None:
+    try:
+        url = _dlq_url(followup_queue_url())
+        if url is None:
+            return None
+        attributes = sqs().get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+        return int(attributes["Attributes"]["ApproximateNumberOfMessages"])
+    except Exception:
+        logger.warning("DLQ depth unavailable")
+        return None
+
+
+def stats(location_id: str) -> dict[str, Any]:
+    """The seed's get_task_stats(), for one location."""
+    fstore = FollowupStore()
+    raw = fstore.stats(location_id)
+    skipped = {key.split(":", 1)[1]: n for key, n in raw.items() if key.startswith("skipped:")}
+    queued, sent, failed = raw.get("queued", 0), raw.get("sent", 0), raw.get("failed", 0)
+    ended = sent + failed + sum(skipped.values())
+    return {
+        "total_tasks": queued,
+        "pending": max(0, queued - ended),
+        "sent": sent,
+        "skipped": {"total": sum(skipped.values()), **skipped},
+        "failed": failed,
+        "dlq_depth": dlq_depth(),
+        "is_running": fstore.monitoring_enabled(),
+        "send_mode": settings().send_mode,
+        "location_id": location_id,
+    }
