@@ -20,6 +20,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
@@ -64,6 +65,12 @@ class CircuitBreaker:
         with self._lock:
             self._failures, self._opened_at, self._trial = 0, None, False
 
+    def abandon(self) -> None:
+        """A call ended with no verdict on Redis (not a connection error, not a reply): if it was the
+        trial, let the next call be the trial instead of staying open for good."""
+        with self._lock:
+            self._trial = False
+
     def failure(self) -> None:
         with self._lock:
             self._failures += 1
@@ -97,6 +104,12 @@ class Cache:
         except TRANSIENT as exc:
             self.breaker.failure()
             raise StoreUnavailable(f"redis unavailable: {type(exc).__name__}") from exc
+        except ResponseError:
+            self.breaker.success()  # Redis answered, with an error: it is reachable
+            raise
+        except Exception:
+            self.breaker.abandon()
+            raise
         self.breaker.success()
         return result
 
