@@ -30,11 +30,12 @@ LEAD_TTL = 400 * 86_400  # a lead silent for over a year is forgotten
 LOCATIONS = "lf:locations"
 CANDIDATE_PAGE = 1000
 
-# KEYS: lead hash, seen key ("" for none). ARGV: signal ("" for none), at, decay rate, long decay
+# KEYS: lead hash, then the seen key when the event has an id (no "" placeholder: in cluster mode every
+# key must hash to the lead's slot). ARGV: signal ("" for none), at, decay rate, long decay
 # rate, utc hour, dedupe ttl, lead ttl, then field/value pairs to set ("" value deletes the field).
 # Returns 0 for a duplicate, else the lead's fields after the update.
 _RECORD = """
-if KEYS[2] ~= '' and not redis.call('SET', KEYS[2], '1', 'NX', 'EX', tonumber(ARGV[6])) then
+if KEYS[2] and not redis.call('SET', KEYS[2], '1', 'NX', 'EX', tonumber(ARGV[6])) then
   return 0
 end
 local lead = KEYS[1]
@@ -170,7 +171,9 @@ class LeadStore:
         """
         now = time.time() if now is None else now
         at = now if at is None else at
-        seen = f"{lead_prefix(location_id, contact_id)}:seen:{event_id}" if event_id else ""
+        keys = [lead_key(location_id, contact_id)]
+        if event_id:
+            keys.append(f"{lead_prefix(location_id, contact_id)}:seen:{event_id}")
         args: list[Any] = [
             signal.value if signal else "",
             repr(at),
@@ -182,8 +185,7 @@ class LeadStore:
         ]
         for name, value in (fields or {}).items():
             args += [name, value]
-        key = lead_key(location_id, contact_id)
-        result = self.cache.run(lambda r: self._record(keys=[key, seen], args=args, client=r))
+        result = self.cache.run(lambda r: self._record(keys=keys, args=args, client=r))
         if not result:
             return None
         state = decode_state(_pairs(result))
