@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import redis
@@ -66,3 +69,46 @@ def redis_url(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> str
 @pytest.fixture
 def lambda_context() -> LambdaContext:
     return LambdaContext()
+
+
+@dataclass
+class Queues:
+    client: Any
+    followup: str
+    followup_dlq: str
+    intake: str
+    intake_dlq: str
+
+    def receive(self, url: str, max_messages: int = 10) -> list[dict[str, Any]]:
+        """Everything on a queue now (several receives; messages stay in flight afterwards)."""
+        messages: list[dict[str, Any]] = []
+        while True:
+            batch = self.client.receive_message(QueueUrl=url, MaxNumberOfMessages=max_messages).get("Messages", [])
+            if not batch:
+                return messages
+            messages += batch
+
+
+@pytest.fixture
+def queues(monkeypatch: pytest.MonkeyPatch) -> Iterator[Queues]:
+    """moto SQS with the template's queues (each with a dead-letter queue), set in the environment."""
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        client = boto3.client("sqs", region_name="us-east-1")
+
+        def with_dlq(name: str) -> tuple[str, str]:
+            dlq = client.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+            arn = client.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            policy = json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": "5"})
+            url = client.create_queue(QueueName=name, Attributes={"RedrivePolicy": policy})["QueueUrl"]
+            return url, dlq
+
+        followup, followup_dlq = with_dlq("leadflow-followups")
+        intake, intake_dlq = with_dlq("leadflow-intake")
+        monkeypatch.setenv("FOLLOWUP_QUEUE_URL", followup)
+        monkeypatch.setenv("INTAKE_QUEUE_URL", intake)
+        _clear_caches()
+        yield Queues(client, followup, followup_dlq, intake, intake_dlq)
+        _clear_caches()

@@ -178,3 +178,48 @@ def sqs_event(bodies: list[str], receive_count: int = 1) -> dict[str, Any]:
         record["attributes"]["ApproximateReceiveCount"] = str(receive_count)
         records.append(record)
     return {"Records": records}
+
+
+def zone_at(local_hour: int, now: float | None = None) -> str:
+    """A fixed-offset IANA zone in which it is `local_hour` o'clock now (Etc/GMT signs are inverted)."""
+    hour = int(((time.time() if now is None else now) // 3600) % 24)
+    offset = (local_hour - hour) % 24
+    if offset > 14:
+        offset -= 24
+    return "Etc/GMT" + (f"{-offset:+d}" if offset else "")
+
+
+def seed_lead(
+    contact_id: str,
+    signals: dict[str, int],
+    *,
+    location_id: str = "loc-1",
+    hours_ago: float = 0.1,
+    profile: dict[str, Any] | None = None,
+    now: float | None = None,
+) -> Any:
+    """Record `signals` (name -> how many events, `hours_ago`) and a profile for one lead."""
+    from leadflow.lead_state import LeadStore, encode_profile
+    from leadflow.signals import Signal
+
+    now = time.time() if now is None else now
+    store = LeadStore()
+    recorded = None
+    fields = encode_profile(profile or {})
+    for name, n in signals.items():
+        for i in range(n):
+            at = now - hours_ago * 3600 - i * 60
+            recorded = store.record(location_id, contact_id, signal=Signal(name), at=at, fields=fields, now=now)
+    if recorded is None:
+        recorded = store.record(location_id, contact_id, fields=fields, now=now)
+    return recorded
+
+
+HOT = {"pricing_tool_usage": 2, "agent_inquiry": 1, "neighborhood_research": 1}
+URGENT = {
+    "pricing_tool_usage": 3,
+    "agent_inquiry": 2,
+    "neighborhood_research": 2,
+    "market_report_engagement": 2,
+    "property_search": 3,
+}

@@ -44,7 +44,7 @@ class MonitoringRequest(BaseModel):
 @app.post("/leads/<lead_id>/messages", summary="Queue a message now, under every guardrail")
 def request_message(
     lead_id: str, body: Annotated[SendRequest | None, Body()] = None, location_id: LocationQuery = None
-) -> Response:
+) -> Response[dict[str, Any]]:
     request = body or SendRequest()
     job = sending.request_send(settings().location(location_id), lead_id, request.channel, request.message)
     return Response(202, content_types.APPLICATION_JSON, {"job_id": job.job_id, "status": "queued"})

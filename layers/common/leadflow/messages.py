@@ -5,25 +5,19 @@ from __future__ import annotations
 
 OPT_OUT_LINE = "Reply STOP to opt out."
 
+# Each fits one SMS segment with a greeting and the opt-out line (a test holds them to it).
 _TEMPLATES: dict[str | None, str] = {
-    "pricing_tool_usage": (
-        "I noticed you've been researching property values in your area. I'd love to provide you "
-        "with a complimentary market analysis - would that be helpful?"
-    ),
-    "agent_inquiry": "Thanks for reaching out! When is a good time for a quick call about what you're looking for?",
-    "neighborhood_research": (
-        "Exploring neighborhoods? I can share what homes like yours are selling for nearby - want a quick rundown?"
-    ),
-    "market_report_engagement": (
-        "Glad the market report was useful. Want me to send you the numbers for your street specifically?"
-    ),
-    "property_search": "I saw you are searching for homes. Want new listings that match, before they hit the sites?",
-    "listing_view": "That listing you looked at is getting attention. Would you like to see it in person this week?",
-    "email_open": "Thanks for reading my last note. Is there anything about the market I can answer for you?",
+    "pricing_tool_usage": "I saw you checking home values in your area. Would a free market analysis help?",
+    "agent_inquiry": "Thanks for reaching out! When is a good time for a quick call?",
+    "neighborhood_research": "Exploring neighborhoods? Want a quick rundown of what homes sell for nearby?",
+    "market_report_engagement": "Glad the market report helped. Want the numbers for your street?",
+    "property_search": "I saw you searching for homes. Want new matches before they hit the big sites?",
+    "listing_view": "That listing you viewed is getting attention. Would you like to see it this week?",
+    "email_open": "Thanks for reading my last note. Any questions about the market I can answer?",
     "website_visit": "Thanks for visiting! Anything specific I can help you find?",
-    "sms_response": "Thanks for getting back to me! What would be most helpful for you right now?",
-    "virtual_tour_view": "Hope you enjoyed the virtual tour! Would you like to schedule a private showing?",
-    None: "Just checking in - is there anything I can help you with on your home search or sale?",
+    "sms_response": "Thanks for getting back to me! What would help you most right now?",
+    "virtual_tour_view": "Hope you enjoyed the virtual tour! Would you like a private showing?",
+    None: "Just checking in - anything I can help with on your home search or sale?",
 }
 
 
