@@ -1,0 +1,194 @@
+"""GHL marketplace webhooks into lead actions, from GHL's documented payloads (tests/events/ghl/).
+
+Where the contact id lives: `id` in contact events, the top-level `contactId` in message and
+opportunity events, `appointment.contactId` in AppointmentCreate. Route by `type`, never by
+`direction`. A `webhookId` de-duplicates a delivery; without one, the hash of the body bytes does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from leadflow.config import Settings
+from leadflow.intake.events import WINDOW_SECONDS, Action, Malformed, Parsed, contact_profile, dnd_channels, epoch, text
+from leadflow.intake.verify import SignatureError
+from leadflow.lead import PAUSED_FOR_GOOD
+from leadflow.signals import Signal
+
+# Keywords carriers and GHL treat as an opt-out or opt-in when they are the whole message.
+STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"})
+START_WORDS = frozenset({"START", "UNSTOP", "YES"})
+_PUNCTUATION = re.compile(r"[\s.!]+$")
+
+# InboundMessage channels (messageType, any casing) and the signal a reply on them gives.
+REPLY_SIGNALS = {
+    "sms": Signal.SMS_RESPONSE,
+    "email": Signal.EMAIL_OPEN,  # a reply is the email channel's strongest engagement on record
+    "call": Signal.AGENT_INQUIRY,  # the lead phoned the team
+    "voicemail": Signal.AGENT_INQUIRY,
+    "whatsapp": Signal.SMS_RESPONSE,
+    "gmb": Signal.SMS_RESPONSE,
+    "fb": Signal.SMS_RESPONSE,
+    "ig": Signal.SMS_RESPONSE,
+    "live_chat": Signal.SMS_RESPONSE,
+    "live chat": Signal.SMS_RESPONSE,
+    "webchat": Signal.SMS_RESPONSE,
+}
+PLAIN_TEXT = frozenset({"sms", "whatsapp", "gmb", "fb", "ig", "live_chat", "live chat", "webchat"})
+FORM_SOURCES = ("form", "survey", "funnel", "chat widget", "chat_widget")
+
+
+def dedupe_id(payload: Mapping[str, Any], body: bytes) -> str:
+    webhook_id = text(payload.get("webhookId"), 128)
+    return f"ghl:{webhook_id}" if webhook_id else "ghl:" + hashlib.sha256(body).hexdigest()[:40]
+
+
+def check_timestamp(payload: Mapping[str, Any], now: float) -> float | None:
+    """The signed `timestamp` (`...Z` or `+00:00`); more than 5 minutes from now is a 401."""
+    raw = payload.get("timestamp")
+    if raw is None:
+        return None  # accepted: the signature holds
+    at = epoch(raw)
+    if at is None:
+        raise Malformed("timestamp is not an ISO 8601 time")
+    if abs(at - now) > WINDOW_SECONDS:
+        raise SignatureError("timestamp is more than 5 minutes from now")
+    return at
+
+
+def keyword(body: str) -> str:
+    return _PUNCTUATION.sub("", body.strip()).upper()
+
+
+def _contact(event_type: str, payload: Mapping[str, Any], location: str, **kw: Any) -> Action:
+    contact = text(payload.get("id"), 128)
+    if not contact:
+        raise Malformed(f"id is required in {event_type}")
+    return Action(event_type, location, contact, **kw)
+
+
+def _contact_event(event_type: str, payload: Mapping[str, Any], location: str, at: float, event_id: str) -> Action:
+    profile = contact_profile(payload, first_name="firstName", phone="phone", email="email", name="name")
+    if payload.get("dnd") is True:  # `dnd: true` blocks every channel; false lifts nothing by itself
+        profile["dnd"] = True
+    channels = dnd_channels(payload.get("dndSettings"))
+    if channels is not None:
+        profile["dnd_channels"] = channels
+    signal = Signal.AGENT_INQUIRY if event_type == "ContactCreate" and _from_form(payload) else None
+    return _contact(
+        event_type,
+        payload,
+        location,
+        signal=signal,
+        at=at,
+        profile=profile,
+        event_id=event_id,
+        lookup_timezone="timezone" not in profile,
+    )
+
+
+def _from_form(payload: Mapping[str, Any]) -> bool:
+    attribution = payload.get("attributionSource")
+    sources = [payload.get("source")]
+    if isinstance(attribution, dict):
+        sources += [attribution.get("medium"), attribution.get("sessionSource")]
+    return any(isinstance(s, str) and any(word in s.lower() for word in FORM_SOURCES) for s in sources)
+
+
+def _dnd_update(event_type: str, payload: Mapping[str, Any], location: str, at: float, event_id: str) -> Action:
+    # GHL: an absent global `dnd` means false; each channel's own status decides otherwise.
+    profile: dict[str, Any] = {"dnd": payload.get("dnd") is True}
+    channels = dnd_channels(payload.get("dndSettings"))
+    if channels is not None:
+        profile["dnd_channels"] = channels
+    return _contact(event_type, payload, location, at=at, profile=profile, event_id=event_id)
+
+
+def _inbound(
+    event_type: str, payload: Mapping[str, Any], location: str, at: float, event_id: str, config: Settings
+) -> Action | None:
+    contact = text(payload.get("contactId"), 128)
+    if not contact:
+        raise Malformed("contactId is required in InboundMessage")
+    channel = (text(payload.get("messageType"), 40) or "").lower()
+    signal = REPLY_SIGNALS.get(channel)
+    if signal is None:
+        return None
+    body = payload.get("body")
+    word = keyword(body) if channel in PLAIN_TEXT and isinstance(body, str) else ""
+    if word in STOP_WORDS:
+        return Action(event_type, location, contact, at=at, profile={"dnd": True}, event_id=event_id)
+    profile: dict[str, Any] = {}
+    if word in START_WORDS:
+        profile = {"dnd": False, "dnd_channels": frozenset()}
+    # A reply pauses automated follow-up so an agent can take over (stop-on-reply).
+    pause = at + config.stop_on_reply_hours * 3600
+    return Action(
+        event_type, location, contact, signal=signal, at=at, profile=profile, event_id=event_id, pause_at_least=pause
+    )
+
+
+def _appointment(event_type: str, payload: Mapping[str, Any], location: str, at: float, event_id: str) -> Action | None:
+    appointment = payload.get("appointment")
+    if not isinstance(appointment, dict):
+        raise Malformed("appointment is required in AppointmentCreate")
+    contact = text(appointment.get("contactId"), 128)
+    if not contact:
+        raise Malformed("appointment.contactId is required in AppointmentCreate")
+    status = (text(appointment.get("appointmentStatus"), 40) or "").lower()
+    if status in {"cancelled", "canceled", "invalid"}:
+        return None
+    # A booked appointment is an agent inquiry and ends automated follow-up for good.
+    guard = {"g:paused_until": repr(PAUSED_FOR_GOOD)}
+    return Action(event_type, location, contact, signal=Signal.AGENT_INQUIRY, at=at, guard=guard, event_id=event_id)
+
+
+def _opportunity(event_type: str, payload: Mapping[str, Any], location: str, at: float, event_id: str) -> Action | None:
+    status = (text(payload.get("status"), 40) or "").lower()
+    if status not in {"won", "lost"}:
+        return None
+    contact = text(payload.get("contactId"), 128)
+    if not contact:
+        raise Malformed("contactId is required in OpportunityStatusUpdate")
+    guard = {"g:paused_until": repr(PAUSED_FOR_GOOD), "g:outcome": status}
+    return Action(event_type, location, contact, at=at, guard=guard, event_id=event_id)
+
+
+def _delete(event_type: str, payload: Mapping[str, Any], location: str, at: float, event_id: str) -> Action:
+    return _contact(event_type, payload, location, at=at, erase=True, event_id=event_id)
+
+
+Mapper = Callable[[str, Mapping[str, Any], str, float, str], Action | None]
+MAPPERS: dict[str, Mapper] = {
+    "ContactCreate": _contact_event,
+    "ContactUpdate": _contact_event,
+    "ContactDndUpdate": _dnd_update,
+    "AppointmentCreate": _appointment,
+    "OpportunityStatusUpdate": _opportunity,
+    "ContactDelete": _delete,
+}
+
+
+def parse(
+    payload: Any, body: bytes, *, now: float, received_at: float, location_hint: str, config: Settings, replay: bool
+) -> Parsed:
+    """A verified GHL body into at most one action. Replays skip the time window (checked on receipt)."""
+    if not isinstance(payload, dict):
+        raise Malformed("body must be a JSON object")
+    event_type = text(payload.get("type"), 64) or "unknown"
+    at = check_timestamp(payload, now) if not replay else epoch(payload.get("timestamp"))
+    at = received_at if at is None or not math.isfinite(at) else at
+    location = text(payload.get("locationId"), 128) or location_hint
+    event_id = dedupe_id(payload, body)
+    action: Action | None
+    if event_type == "InboundMessage":
+        action = _inbound(event_type, payload, location, at, event_id, config)
+    elif event_type in MAPPERS:
+        action = MAPPERS[event_type](event_type, payload, location, at, event_id)
+    else:
+        action = None
+    return Parsed(event_type, [action] if action is not None and action.useful else [])

@@ -1,0 +1,402 @@
+"""Intake end to end: verify, parse, record (one Lua call per event), fast path; spill when Redis is
+down; replay spilled events. `handle_request` serves the Function URL, `replay` the intake queue.
+
+Replies (the contract): 200 {"status": "accepted" | "duplicate" | "ignored"} (plus `rejected` for
+the unusable events of a batch); 401 bad signature or token, or a timestamp more than 5 minutes off;
+400 malformed; 413 over 256 KiB; 422 an unusable event; 429 with Retry-After only when the event
+could be stored nowhere. Nothing raises out of `handle_request`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import json
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+from leadflow.config import Settings, settings
+from leadflow.errors import LeadflowError, StoreUnavailable
+from leadflow.intake import activity, ghl, workflow
+from leadflow.intake.contacts import contact_timezone
+from leadflow.intake.events import Action, BatchRejected, Malformed, Parsed
+from leadflow.intake.spill import Delivery, SpillFailed, spill
+from leadflow.intake.verify import SignatureError, verify_bearer, verify_ghl, verify_standard
+from leadflow.lead_state import LeadStore, Recorded, encode_profile, lead_key
+from leadflow.observability import NAMESPACE, SERVICE, logger, metrics
+from leadflow.redis_client import Cache, cache
+
+MAX_BODY = 256 * 1024
+RETRY_AFTER_SECONDS = 30
+ROUTES = {"/webhooks/ghl": "ghl", "/webhooks/activity": "activity", "/webhooks/workflow": "workflow"}
+JSON_HEADERS = {"content-type": "application/json"}
+
+
+@dataclass(slots=True)
+class Reply:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def to_function_url(self) -> dict[str, Any]:
+        return {
+            "statusCode": self.status,
+            "headers": JSON_HEADERS | self.headers,
+            "body": json.dumps(self.body, separators=(",", ":")),
+        }
+
+
+@functools.cache
+def _store_for(client: Cache) -> LeadStore:
+    return LeadStore(client)
+
+
+def store() -> LeadStore:
+    """The lead store over the process's Redis client (a new client after tests clear its cache)."""
+    return _store_for(cache())
+
+
+# ---------------------------------------------------------------------------------------------
+# The Function URL request
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    query: dict[str, str]
+
+
+def read_request(event: Mapping[str, Any]) -> Request | Reply:
+    """A Function URL (payload 2.0) event into a request, decoding a base64 body; or the error reply."""
+    context = event.get("requestContext")
+    http = context.get("http") if isinstance(context, dict) else None
+    http = http if isinstance(http, dict) else {}
+    method = str(http.get("method") or "").upper()
+    path = event.get("rawPath") or http.get("path") or ""
+    path = str(path).rstrip("/") or "/"
+    raw_headers = event.get("headers")
+    headers: dict[str, str] = {}
+    if isinstance(raw_headers, dict):
+        headers = {str(k).lower(): v for k, v in raw_headers.items() if isinstance(v, str)}
+    raw_query = event.get("queryStringParameters")
+    query = {str(k): v for k, v in raw_query.items() if isinstance(v, str)} if isinstance(raw_query, dict) else {}
+    raw_body = event.get("body")
+    if raw_body is None:
+        raw_body = ""
+    if not isinstance(raw_body, str):
+        return Reply(400, {"message": "body must be text"})
+    if len(raw_body) > MAX_BODY * 4 // 3 + 4:
+        return Reply(413, {"message": "body over 256 KiB"})
+    if event.get("isBase64Encoded") is True:
+        try:
+            body = base64.b64decode(raw_body, validate=True)
+        except (binascii.Error, ValueError):
+            return Reply(400, {"message": "body is not valid base64"})
+    else:
+        try:
+            body = raw_body.encode()
+        except UnicodeEncodeError:
+            return Reply(400, {"message": "body is not valid UTF-8"})
+    if len(body) > MAX_BODY:
+        return Reply(413, {"message": "body over 256 KiB"})
+    return Request(method, path, headers, body, query)
+
+
+def handle_request(event: Any, now: float | None = None) -> Reply:
+    """One Function URL request, start to end. Never raises; never answers 5xx."""
+    started = time.perf_counter()
+    now = time.time() if now is None else now
+    if not isinstance(event, dict):
+        return Reply(400, {"message": "not a Function URL request"})
+    request = read_request(event)
+    if isinstance(request, Reply):
+        return request
+    route = ROUTES.get(request.path)
+    if route is None:
+        return Reply(404, {"message": "no such route"})
+    if request.method != "POST":
+        return Reply(405, {"message": "use POST"}, {"allow": "POST"})
+    try:
+        config = settings()
+        hint = config.location(request.query.get("location_id"))
+        verified_id = _verify(route, request, config)
+    except SignatureError as exc:
+        metrics.add_metric(name="SignatureFailures", unit=MetricUnit.Count, value=1)
+        _finish(route, route, "", Counter({"unauthorized": 1}), started, reason=str(exc))
+        return Reply(401, {"message": "invalid or missing signature"})
+    except Exception:  # a secret that cannot be fetched, a broken configuration: the sender should retry
+        logger.exception("cannot verify webhook now", extra={"route": route})
+        return _throttled(route, started)
+    delivery = Delivery(route, request.body, now, verified_id or "", hint)
+    try:
+        return _process(delivery, config, now, started)
+    except Exception:  # a bug must not lose a verified event: keep it for the replay
+        logger.exception("intake failed after verification; spilling", extra={"route": route})
+        return _spill_or_throttle(delivery, route, 1, started)
+
+
+def _verify(route: str, request: Request, config: Settings) -> str | None:
+    if route == "ghl":
+        verify_ghl(request.body, request.headers, config.ghl_webhook_public_key, config.ghl_webhook_rsa_public_key)
+        return None
+    if route == "activity":
+        return verify_standard(request.body, request.headers, config.signing_secret())
+    verify_bearer(request.headers, config.workflow_token())
+    return None
+
+
+def _process(delivery: Delivery, config: Settings, now: float, started: float) -> Reply:
+    route = delivery.route
+    try:
+        payload = json.loads(delivery.body)
+    except (ValueError, RecursionError):
+        _finish(route, route, "", Counter({"malformed": 1}), started)
+        return Reply(400, {"message": "body is not valid JSON"})
+    try:
+        parsed = parse(delivery, payload, config, now, replay=False)
+    except SignatureError as exc:
+        metrics.add_metric(name="SignatureFailures", unit=MetricUnit.Count, value=1)
+        _finish(route, route, "", Counter({"unauthorized": 1}), started, reason=str(exc))
+        return Reply(401, {"message": str(exc)})
+    except BatchRejected as exc:
+        _finish(route, route, "", Counter({"rejected": len(exc.rejected)}), started)
+        return Reply(422, {"message": exc.message, "rejected": exc.rejected})
+    except LeadflowError as exc:
+        outcome = "malformed" if exc.status == 400 else "rejected"
+        _finish(route, _event_type(payload, route), "", Counter({outcome: 1}), started)
+        return Reply(exc.status, {"message": exc.message})
+    delivery = _with_id(delivery, parsed)
+    outcomes: Counter[str] = Counter()
+    try:
+        for action in parsed.actions:
+            outcome = apply(action, config, now)
+            outcomes[outcome] += 1
+            _log_event(route, action, outcome, started)
+    except StoreUnavailable as exc:
+        logger.warning("redis unavailable; spilling the event", extra={"route": route, "error": exc.message})
+        return _spill_or_throttle(delivery, parsed.event_type, len(parsed.actions), started, parsed.rejected)
+    if parsed.rejected:
+        outcomes["rejected"] += len(parsed.rejected)
+    status = _status(outcomes)
+    if not parsed.actions:
+        _finish(route, parsed.event_type, _location(parsed, delivery), Counter({"ignored": 1}), started)
+    else:
+        _metric(parsed.event_type, outcomes)
+    body: dict[str, Any] = {"status": status}
+    if parsed.rejected:
+        body["rejected"] = parsed.rejected
+    return Reply(200, body)
+
+
+def _status(outcomes: Counter[str]) -> str:
+    if outcomes["accepted"]:
+        return "accepted"
+    if outcomes["duplicate"]:
+        return "duplicate"
+    return "ignored"
+
+
+def _with_id(delivery: Delivery, parsed: Parsed) -> Delivery:
+    if delivery.dedupe_id or not parsed.actions:
+        return delivery
+    return Delivery(
+        delivery.route, delivery.body, delivery.received_at, parsed.actions[0].event_id or "", delivery.location_hint
+    )
+
+
+def parse(delivery: Delivery, payload: Any, config: Settings, now: float, *, replay: bool) -> Parsed:
+    if delivery.route == "ghl":
+        return ghl.parse(
+            payload,
+            delivery.body,
+            now=now,
+            received_at=delivery.received_at,
+            location_hint=delivery.location_hint,
+            config=config,
+            replay=replay,
+        )
+    if delivery.route == "activity":
+        return activity.parse(
+            payload,
+            webhook_id=delivery.dedupe_id,
+            received_at=delivery.received_at,
+            location_hint=delivery.location_hint,
+        )
+    if delivery.route == "workflow":
+        return workflow.parse(
+            payload,
+            event_id=workflow.dedupe_id(delivery.body, delivery.received_at),
+            received_at=delivery.received_at,
+            location_hint=delivery.location_hint,
+        )
+    raise Malformed(f"unknown route {delivery.route!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Recording
+
+
+def apply(action: Action, config: Settings, now: float) -> str:
+    """Record one action; 'accepted' or 'duplicate'. Raises StoreUnavailable when Redis is down."""
+    leads = store()
+    if action.erase:
+        leads.erase(action.location_id, action.contact_id)
+        return "accepted"
+    fields = action.fields()
+    if action.pause_at_least is not None and _paused_until(leads, action) < action.pause_at_least:
+        fields["g:paused_until"] = repr(action.pause_at_least)  # never shorten a longer pause
+    recorded = leads.record(
+        action.location_id,
+        action.contact_id,
+        signal=action.signal,
+        at=action.at,
+        event_id=action.event_id,
+        fields=fields,
+        now=now,
+    )
+    if recorded is None:
+        return "duplicate"
+    if action.lookup_timezone and recorded.state.profile.timezone is None:
+        zone = contact_timezone(action.contact_id, config)
+        if zone:
+            leads.set_fields(action.location_id, action.contact_id, encode_profile({"timezone": zone}))
+            recorded.state.profile.timezone = zone
+    fast_path(action, recorded, now)
+    return "accepted"
+
+
+def _paused_until(leads: LeadStore, action: Action) -> float:
+    key = lead_key(action.location_id, action.contact_id)
+    value = leads.cache.run(lambda r: r.hget(key, "g:paused_until"))
+    try:
+        return float(value) if value is not None else 0.0
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def fast_path(action: Action, recorded: Recorded, now: float) -> str | None:
+    """Queue a follow-up at once when the lead qualifies (followup decides, under every guardrail).
+    Never fails the webhook: the monitor catches the lead on its next run."""
+    try:
+        from leadflow.followup import queue_fast_path
+
+        return queue_fast_path(
+            action.location_id, action.contact_id, recorded.state, recorded.likelihood, action.signal, now
+        )
+    except Exception:
+        logger.exception("fast path failed; the monitor will pick the lead up", extra={"location": action.location_id})
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Spill and replay
+
+
+def _spill_or_throttle(
+    delivery: Delivery, event_type: str, count: int, started: float, rejected: list[dict[str, Any]] | None = None
+) -> Reply:
+    try:
+        spill(delivery)
+    except SpillFailed as exc:
+        logger.error("event stored nowhere: asking the sender to retry", extra={"error": str(exc)})
+        return _throttled(event_type, started)
+    metrics.add_metric(name="EventsSpilled", unit=MetricUnit.Count, value=max(count, 1))
+    _finish(delivery.route, event_type, delivery.location_hint, Counter({"spilled": max(count, 1)}), started)
+    body: dict[str, Any] = {"status": "accepted"}
+    if rejected:
+        body["rejected"] = rejected
+    return Reply(200, body)
+
+
+def _throttled(event_type: str, started: float) -> Reply:
+    _metric(event_type, Counter({"throttled": 1}))
+    return Reply(429, {"message": "cannot store the event now; retry later"}, {"retry-after": str(RETRY_AFTER_SECONDS)})
+
+
+def replay(message_body: str, now: float | None = None) -> Counter[str]:
+    """Record one spilled delivery. StoreUnavailable propagates: the SQS message comes back later."""
+    started = time.perf_counter()
+    now = time.time() if now is None else now
+    delivery = Delivery.from_json(message_body)
+    config = settings()
+    try:
+        parsed = parse(delivery, json.loads(delivery.body), config, now, replay=True)
+    except (LeadflowError, SignatureError, ValueError, RecursionError) as exc:
+        logger.error("spilled event cannot be parsed; dropped", extra={"route": delivery.route, "error": str(exc)})
+        return Counter({"malformed": 1})
+    outcomes: Counter[str] = Counter()
+    for action in parsed.actions:
+        outcome = apply(action, config, now)
+        outcomes[outcome] += 1
+        _log_event(delivery.route, action, outcome, started, replayed=True)
+    if parsed.actions:
+        _metric(parsed.event_type, Counter({f"replayed_{k}": v for k, v in outcomes.items()}))
+    return outcomes
+
+
+# ---------------------------------------------------------------------------------------------
+# Logs and metrics: one line per event; contact details and bodies never logged
+
+
+def _event_type(payload: Any, route: str) -> str:
+    if route == "ghl" and isinstance(payload, dict) and isinstance(payload.get("type"), str):
+        return payload["type"][:64]
+    return route
+
+
+def _location(parsed: Parsed, delivery: Delivery) -> str:
+    return parsed.actions[0].location_id if parsed.actions else delivery.location_hint
+
+
+def _log_event(route: str, action: Action, outcome: str, started: float, replayed: bool = False) -> None:
+    logger.info(
+        "webhook event",
+        extra={
+            "route": route,
+            "event_type": action.event_type,
+            "location_id": action.location_id,
+            "contact_id": action.contact_id,
+            "signal": action.signal.value if action.signal else None,
+            "outcome": outcome,
+            "replayed": replayed,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+        },
+    )
+
+
+def _finish(
+    route: str, event_type: str, location: str, outcomes: Counter[str], started: float, reason: str | None = None
+) -> None:
+    for outcome in outcomes:
+        logger.info(
+            "webhook event",
+            extra={
+                "route": route,
+                "event_type": event_type,
+                "location_id": location or None,
+                "outcome": outcome,
+                "reason": reason,
+                "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+            },
+        )
+    _metric(event_type, outcomes)
+
+
+def _metric(event_type: str, outcomes: Counter[str]) -> None:
+    """EventsReceived by event type and outcome (own dimensions per pair, so one EMF line each)."""
+    for outcome, value in outcomes.items():
+        if not value:
+            continue
+        with single_metric(name="EventsReceived", unit=MetricUnit.Count, value=value, namespace=NAMESPACE) as metric:
+            metric.add_dimension(name="service", value=SERVICE)
+            metric.add_dimension(name="event_type", value=event_type[:64] or "unknown")
+            metric.add_dimension(name="outcome", value=outcome)
