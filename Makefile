@@ -26,8 +26,18 @@ lint: setup
 openapi: setup
 	$(PY) -m leadflow.openapi > openapi.json
 
-build: setup
-	$(VENV)/bin/sam build --cached --parallel
+# aws-sam-cli pins many dependencies: it gets a venv of its own (Python 3.12, the functions' runtime) in .venv/sam.
+SAM_VENV := $(VENV)/sam
+SAM_PYTHON ?= $(firstword $(foreach p,python3.12 $(PY) $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12),$(shell $(p) -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null && echo $(p))))
+
+$(SAM_VENV)/bin/sam:
+	@test -n '$(SAM_PYTHON)' || { echo 'make build needs Python 3.12 (the Lambda runtime); set SAM_PYTHON=/path/to/python3.12'; exit 1; }
+	$(SAM_PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet aws-sam-cli
+
+build: $(SAM_VENV)/bin/sam
+	SAM_CLI_TELEMETRY=0 PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" sam validate --lint --region us-east-1
+	SAM_CLI_TELEMETRY=0 PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" sam build --cached --parallel
 
 bench: setup
 	$(PY) bench/scoring.py
