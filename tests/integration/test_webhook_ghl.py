@@ -345,3 +345,11 @@ def test_an_unknown_path_is_not_found_and_get_is_not_allowed(intake: Intake) -> 
 
     assert intake(function_url_event("/webhooks/nope", b"{}"))[0] == 404
     assert intake(function_url_event("/webhooks/ghl", b"", method="GET"))[0] == 405
+
+
+def test_a_doubled_or_trailing_slash_still_reaches_the_route(intake: Intake) -> None:
+    body = ghl_body("contact_create")
+    for path in ("//webhooks/ghl", "/webhooks/ghl/"):
+        event = ghl_event(body)
+        event["rawPath"] = path
+        assert intake(event)[0] == 200

@@ -82,7 +82,7 @@ def read_request(event: Mapping[str, Any]) -> Request | Reply:
     http = http if isinstance(http, dict) else {}
     method = str(http.get("method") or "").upper()
     path = event.get("rawPath") or http.get("path") or ""
-    path = str(path).rstrip("/") or "/"
+    path = "/" + "/".join(part for part in str(path).split("/") if part)  # "//webhooks/ghl/" too
     raw_headers = event.get("headers")
     headers: dict[str, str] = {}
     if isinstance(raw_headers, dict):
