@@ -24,7 +24,7 @@ lint: setup
 	$(VENV)/bin/mypy layers/common functions $(wildcard local/*.py bench/*.py scripts/*.py)
 
 openapi: setup
-	$(PY) -m leadflow.openapi > openapi.json
+	$(PY) scripts/openapi.py > openapi.json
 
 # aws-sam-cli pins many dependencies: it gets a venv of its own (Python 3.12, the functions' runtime) in .venv/sam.
 SAM_VENV := $(VENV)/sam
