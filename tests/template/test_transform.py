@@ -6,6 +6,7 @@ import json
 import re
 from typing import Any
 
+from tests.helpers import ROOT
 from tests.template.sam import LOGICAL_ID, load_template
 
 
@@ -280,22 +281,39 @@ EMITTED_METRICS = (
 )
 
 
-def test_the_dashboard_charts_every_metric_the_functions_emit(resources: dict[str, Any]) -> None:
+# Metric emission in leadflow and the handlers: count("Name", ...), add_metric(name="Name", ...), single_metric(...).
+_EMITS = re.compile(r"\b(?:count|add_metric|single_metric|metric)\(\s*(?:name\s*=\s*)?[\"']([A-Z][A-Za-z]+)[\"']")
+
+
+def dashboard_searches(resources: dict[str, Any]) -> str:
     (dashboard,) = of_type(resources, "AWS::CloudWatch::Dashboard").values()
     body = dashboard["Properties"]["DashboardBody"]["Fn::Sub"]
-
     # the body is JSON once CloudFormation substitutes ${...}
     widgets = json.loads(re.sub(r"\$\{[\w:.]+\}", "x", body))["widgets"]
-    searches = " ".join(
+    return " ".join(
         item["expression"]
         for widget in widgets
         for line in widget["properties"]["metrics"]
         for item in line
         if isinstance(item, dict) and "expression" in item
     )
-    assert 'Namespace="leadflow"' in searches
+
+
+def test_the_dashboard_charts_every_metric_the_contract_names(resources: dict[str, Any]) -> None:
+    searches = dashboard_searches(resources)
+
+    assert searches.count('SEARCH(\'Namespace="leadflow" ') == searches.count("SEARCH(")
     for metric in EMITTED_METRICS:
-        assert f'"{metric}"' in searches, metric
+        assert f'MetricName="{metric}"' in searches, metric
+
+
+def test_the_dashboard_charts_every_metric_the_code_emits(resources: dict[str, Any]) -> None:
+    sources = [*ROOT.glob("functions/*/app.py"), *(ROOT / "layers/common/leadflow").rglob("*.py")]
+    emitted = {name for source in sources for name in _EMITS.findall(source.read_text())}
+
+    searches = dashboard_searches(resources)
+    assert emitted, "no metric emission found: the pattern above no longer matches the code"
+    assert {name for name in emitted if f'MetricName="{name}"' not in searches} == set()
 
 
 def test_the_outputs_give_the_function_url_the_api_url_and_the_queue_urls(cfn: dict[str, Any]) -> None:
