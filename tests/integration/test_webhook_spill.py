@@ -58,7 +58,9 @@ def activity(contact: str, signal: str, **extra: Any) -> dict[str, Any]:
     return event
 
 
-def test_events_while_redis_is_down_are_spilled_and_arrive_on_replay(intake: Intake, own_redis: RedisServer) -> None:
+def test_events_while_redis_is_down_are_spilled_and_arrive_on_replay(
+    intake: Intake, own_redis: RedisServer, capfd: pytest.CaptureFixture[str]
+) -> None:
     # Given Redis goes away mid-run
     assert intake(activity_event(activity("before", "listing_view")))[1] == {"status": "accepted"}
     own_redis.stop()
@@ -77,6 +79,7 @@ def test_events_while_redis_is_down_are_spilled_and_arrive_on_replay(intake: Int
     assert replies[2][1]["rejected"] == [{"index": 1, "message": replies[2][1]["rejected"][0]["message"]}]
     spilled = intake.spilled()
     assert len(spilled) == 4
+    assert '"EventsSpilled"' in capfd.readouterr().out
 
     # When Redis is back and the intake queue delivers them to the function
     own_redis.start()
