@@ -45,7 +45,13 @@ class KeySignal(NamedTuple):
     points: float
 
     def to_json(self) -> dict[str, Any]:
-        return self._asdict()
+        return {
+            "type": self.type,
+            "frequency": self.frequency,
+            "recency_hours": self.recency_hours,
+            "trend": self.trend,
+            "points": self.points,
+        }
 
 
 @dataclass(slots=True)
@@ -133,9 +139,13 @@ def _confidence(state: LeadState, now: float) -> float:
     counts = [(s.count, s.last) for s in state.signals.values() if s.count]
     if not counts:
         return 0.0
-    distinct = len(counts)
-    events = sum(n for n, _ in counts)
-    last = max(t for _, t in counts)
+    return _confidence_of(len(counts), sum(n for n, _ in counts), max(t for _, t in counts), now)
+
+
+def _confidence_of(distinct: int, events: int, last: float, now: float) -> float:
+    """Confidence from the number of distinct signals, of events, and the newest event's time."""
+    if not distinct:
+        return 0.0
     hours_since = (now - last if now > last else 0.0) / 3600
     diversity = min(distinct, DIVERSE_SIGNALS) / DIVERSE_SIGNALS
     volume = 1.0 - math.exp(-events / VOLUME_SCALE)
@@ -162,14 +172,14 @@ def contact_window(hours_utc: list[int], offset_hours: int, sending_hours: tuple
     13-15), then to the earliest; with no history, the default window (clamped inside the hours).
     """
     start, end = sending_hours
-    local = [0] * 24
-    for utc_hour, n in enumerate(hours_utc):
-        local[(utc_hour + offset_hours) % 24] += n
-    best_start, best = -1, (0, 0)
+    shift = -offset_hours % 24
+    local = hours_utc[shift:] + hours_utc[:shift]  # local[h] = hours_utc[(h - offset_hours) % 24]
+    best_start, best, best_first = -1, 0, 0
     for h in range(start, end - WINDOW_HOURS + 1):
-        engaged = (local[h] + local[h + 1], local[h])
-        if engaged > best:
-            best_start, best = h, engaged
+        first = local[h]
+        engaged = first + local[h + 1]
+        if engaged > best or (engaged == best and first > best_first):
+            best_start, best, best_first = h, engaged, first
     if best_start < 0:
         best_start = min(max(DEFAULT_WINDOW_START, start), end - WINDOW_HOURS)
     return best_start, best_start + WINDOW_HOURS
@@ -194,6 +204,20 @@ def _zone_offset_hours(zone: ZoneInfo, utc_hour: int) -> int:
     return int((offset.total_seconds() if offset else 0) // 3600)
 
 
+# Per signal, the constants score_lead needs, computed once with the same expressions as above:
+# (weight, decay per second, saturation, trend scale, trend decay difference).
+_SCORE_CONSTANTS: dict[Signal, tuple[float, float, float, float, float]] = {
+    signal: (
+        spec.weight,
+        spec.decay_per_second,
+        spec.saturation,
+        TREND_LONG_HALF_LIFE_HOURS / spec.half_life_hours,
+        TREND_LONG_DECAY_PER_SECOND - spec.decay_per_second,
+    )
+    for signal, spec in SPEC.items()
+}
+
+
 def score_lead(
     lead_id: str,
     state: LeadState,
@@ -201,26 +225,44 @@ def score_lead(
     sending_hours: tuple[int, int],
     default_timezone: str,
 ) -> PredictiveSellScore:
-    """The full, explainable score of a lead at `now` (timezone-aware)."""
+    """The full, explainable score of a lead at `now` (timezone-aware).
+
+    One pass over the signals computes what `_contributions`, `trend` and `_confidence` compute
+    (the same expressions, so the same numbers): the monitor rescores many leads with it.
+    """
     at = now.timestamp()
-    contributions = _contributions(state, at)
+    exp = math.exp
+    contributions: dict[Signal, float] = {}
+    rows: list[tuple[Signal, int, float, str, float]] = []
+    events = 0
+    last_any = -math.inf
+    for signal, s in state.signals.items():
+        count = s.count
+        if not count:
+            continue
+        weight, rate, saturation, trend_scale, trend_rate = _SCORE_CONSTANTS[signal]
+        last = s.last
+        age = at - last if at > last else 0.0
+        contribution = contributions[signal] = weight * (1.0 - exp(-(s.decayed * exp(-rate * age)) / saturation))
+        if s.long <= 0.0:
+            direction = "stable"
+        else:
+            ratio = (s.decayed / s.long) * trend_scale * exp(trend_rate * age)
+            direction = "increasing" if ratio >= TREND_UP else "decreasing" if ratio <= TREND_DOWN else "stable"
+        rows.append((signal, count, age, direction, contribution))
+        events += count
+        last_any = max(last_any, last)
     evidence = sum(contributions.values())
     likelihood_score = _likelihood(evidence)
     level = intent_level(likelihood_score)
     scale = likelihood_score / evidence if evidence else 0.0
 
     key_signals = [
-        KeySignal(
-            signal,  # a StrEnum: serializes as its name
-            s.count,
-            round((at - s.last if at > s.last else 0.0) / 3600, 1),
-            trend(signal, s, at),
-            round(scale * contributions[signal], 1),
-        )
-        for signal, s in state.signals.items()
-        if s.count
+        _new_tuple(KeySignal, (signal, count, round(age / 3600, 1), direction, round(scale * contribution, 1)))
+        for signal, count, age, direction, contribution in rows
     ]
-    key_signals.sort(key=lambda k: (-k.points, k.recency_hours))
+    if len(key_signals) > 1:
+        key_signals.sort(key=_by_points)
     zone = zone_of(state.profile.timezone, default_timezone)
     offset_hours = _zone_offset_hours(zone, int(at // 3600))
     dominant = key_signals[0].type if key_signals else None
@@ -231,8 +273,15 @@ def score_lead(
         optimal_contact_window=contact_window(state.hours_utc, offset_hours, sending_hours),
         recommended_channel=recommended_channel(state, contributions, level),
         recommended_message=messages.template_message(dominant, state.profile.first_name),
-        confidence=_confidence(state, at),
+        confidence=_confidence_of(len(rows), events, last_any, at),
         key_signals=tuple(key_signals),
         timezone=zone.key,
         scored_at=now.astimezone(UTC),
     )
+
+
+_new_tuple = tuple.__new__  # a KeySignal without NamedTuple's Python-level __new__
+
+
+def _by_points(k: KeySignal) -> tuple[float, float]:
+    return (-k.points, k.recency_hours)
