@@ -27,14 +27,14 @@ MAX_WAIT = 10.0  # seconds a sender waits for the bucket or a Retry-After before
 TIMEOUT = httpx.Timeout(10.0, connect=3.0)
 
 # KEYS: bucket. ARGV: capacity, refill per second, now. Returns 0 when a token was taken, else the
-# seconds until one is available.
+# seconds until one is available (a token within float error of whole counts as whole).
 _TAKE = """
 local cap, rate, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local b = redis.call('HMGET', KEYS[1], 'tokens', 'at')
 local tokens, at = tonumber(b[1]) or cap, tonumber(b[2]) or now
 tokens = math.min(cap, tokens + math.max(0, now - at) * rate)
 local wait = 0
-if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
+if tokens > 0.999999 then tokens = math.max(0, tokens - 1) else wait = (1 - tokens) / rate end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
 redis.call('EXPIRE', KEYS[1], 60)
 return tostring(wait)
