@@ -28,7 +28,7 @@ def _clear_caches() -> None:
         config.settings,
         redis_client.cache,
         jobs.sqs,
-        sending._dlq_url,
+        sending._redrive,
         compose._claude,
         ghl.http,
     ):

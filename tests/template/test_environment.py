@@ -83,7 +83,10 @@ def test_each_secret_arn_names_a_secret_the_function_may_read(resources: dict[st
 
 
 def test_every_environment_variable_the_code_reads_is_set_in_the_template(resources: dict[str, Any]) -> None:
-    sources = [*sorted(ROOT.glob("functions/*/app.py")), *sorted((ROOT / "layers/common/leadflow").rglob("*.py"))]
+    # The command-line tool (cli.py, __main__.py) runs on a user's machine, not in a function.
+    user_tools = {"cli.py", "__main__.py"}
+    package = [p for p in sorted((ROOT / "layers/common/leadflow").rglob("*.py")) if p.name not in user_tools]
+    sources = [*sorted(ROOT.glob("functions/*/app.py")), *package]
     everywhere = {name for function in FUNCTIONS for name in environment(resources, function)}
 
     read = {(name, source.relative_to(ROOT)) for source in sources for name in _ENV_READ.findall(source.read_text())}

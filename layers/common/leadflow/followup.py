@@ -21,7 +21,7 @@ from leadflow.jobs import Job, send_jobs
 from leadflow.lead import LeadState
 from leadflow.lead_state import LeadStore
 from leadflow.observability import count, logger
-from leadflow.scoring import PredictiveSellScore, likelihood, score_lead
+from leadflow.scoring import PredictiveSellScore, intent_level, likelihood, score_lead
 from leadflow.signals import Signal
 
 TOP_SIGNALS = 3
@@ -196,6 +196,8 @@ def run_monitor(
                     reason = decision.reason or "unknown"
                     report.skipped[reason] = report.skipped.get(reason, 0) + 1
         store.refresh_index(location_id, fresh, gone)
+        for level, n in Counter(intent_level(score) for score in fresh.values()).items():
+            count("LeadsByIntent", n, intent=level)
         jobs.sort(key=lambda job: -job.likelihood_score)
         report.eligible += len(jobs)
         report.queued += _queue(location_id, jobs, fstore) if jobs else 0

@@ -25,7 +25,8 @@ from leadflow.lead_state import LeadStore
 from leadflow.observability import count, logger
 from leadflow.scoring import score_lead
 
-# The template's default redrive count: a job failing this often goes to the DLQ, recorded as failed.
+# The template's default redrive count, used when the queue's own RedrivePolicy cannot be read: a job
+# failing this often goes to the DLQ, and is recorded as failed on its last attempt.
 MAX_RECEIVES = 5
 
 
@@ -98,7 +99,7 @@ def process_job(job: Job, attempt: int = 1, now: float | None = None) -> Outcome
         return finish(Outcome("failed", exc.reason), "failed")
     except ghl.TransientFailure as exc:
         fstore.unreserve(loc, cid, job.job_id)
-        if attempt >= MAX_RECEIVES:
+        if attempt >= max_receives():
             count("MessagesFailed", channel=job.channel)
             finish(Outcome("failed", exc.reason), "failed")
         raise
@@ -154,25 +155,34 @@ def request_send(
 
 
 @functools.cache
-def _dlq_url(queue_url: str) -> str | None:
+def _redrive(queue_url: str) -> tuple[str | None, int]:
+    """The follow-up queue's dead-letter queue URL and redrive count, from its RedrivePolicy."""
     import json
 
     attributes = sqs().get_queue_attributes(QueueUrl=queue_url, AttributeNames=["RedrivePolicy"])["Attributes"]
     policy = attributes.get("RedrivePolicy")
     if not policy:
-        return None
-    name = json.loads(policy)["deadLetterTargetArn"].rsplit(":", 1)[-1]
-    return str(sqs().get_queue_url(QueueName=name)["QueueUrl"])
+        return None, MAX_RECEIVES
+    redrive = json.loads(policy)
+    name = redrive["deadLetterTargetArn"].rsplit(":", 1)[-1]
+    return str(sqs().get_queue_url(QueueName=name)["QueueUrl"]), int(redrive.get("maxReceiveCount", MAX_RECEIVES))
+
+
+def max_receives() -> int:
+    try:
+        return _redrive(followup_queue_url())[1]
+    except Exception:  # the template's default stands in
+        return MAX_RECEIVES
 
 
 def dlq_depth() -> int | None:
     try:
-        url = _dlq_url(followup_queue_url())
+        url = _redrive(followup_queue_url())[0]
         if url is None:
             return None
         attributes = sqs().get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
         return int(attributes["Attributes"]["ApproximateNumberOfMessages"])
-    except Exception:
+    except Exception:  # stats stay useful without SQS
         logger.warning("DLQ depth unavailable")
         return None
 
