@@ -105,3 +105,17 @@ def test_email_interactions_not_opened_are_skipped() -> None:
 def test_only_unopened_emails_record_no_email_signal() -> None:
     activity = {"email_interactions": [{"timestamp": "2026-11-23T10:00:00Z", "opened": False}]}
     assert state_from_activity(activity).signals == {}
+
+
+def test_an_event_dated_in_the_future_never_lowers_the_score() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from leadflow.leads import score_activity
+
+    now = datetime(2026, 11, 25, 17, 0, tzinfo=UTC)
+    uses = [{"timestamp": (now - timedelta(hours=h)).isoformat()} for h in (2, 20, 30, 40, 50, 60)]
+    before = score_activity("x", {"pricing_tool_uses": uses}, now).likelihood_score
+    ahead = {"timestamp": (now + timedelta(days=5)).isoformat()}
+    after = score_activity("x", {"pricing_tool_uses": [*uses, ahead]}, now)
+    assert after.likelihood_score >= before
+    assert after.key_signals[0].recency_hours == 0.0

@@ -30,7 +30,9 @@ def parse_timestamp(value: Any, field: str) -> float:
     return parsed.timestamp()
 
 
-def state_from_activity(activity_data: Any) -> LeadState:
+def state_from_activity(activity_data: Any, now: float | None = None) -> LeadState:
+    """The lead state the activity describes. Events after `now` (clock skew, bad trackers) count as
+    happening at `now`: a future timestamp must not make older events look older than they are."""
     if not isinstance(activity_data, dict):
         raise InvalidInput("activity_data must be an object of event lists")
     state = LeadState()
@@ -46,6 +48,8 @@ def state_from_activity(activity_data: Any) -> LeadState:
         times = _fast_times(key, items)
         if times is None:  # something unusual: item by item, raising with the field's name
             times = [t for t in (_item_time(key, i, item) for i, item in enumerate(items)) if t is not None]
+        if now is not None and times and max(times) > now:
+            times = [t if t < now else now for t in times]
         if not times:
             continue
         # The same counters LeadState.add would build one event at a time, computed in bulk.

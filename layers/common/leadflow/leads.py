@@ -33,8 +33,9 @@ def _now(now: datetime | None) -> datetime:
 def score_activity(lead_id: str, activity_data: Any, now: datetime | None = None) -> PredictiveSellScore:
     """The seed's analyze_lead_behavior: score the activity as given, store nothing."""
     config = settings()
-    state = state_from_activity(activity_data)
-    return score_lead(lead_id, state, _now(now), config.sending_hours, config.default_timezone)
+    at = _now(now)
+    state = state_from_activity(activity_data, at.timestamp())
+    return score_lead(lead_id, state, at, config.sending_hours, config.default_timezone)
 
 
 def score_stored(
