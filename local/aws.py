@@ -18,6 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from unittest import mock
 
 from local.runtime import Invocation, Log, Worker
 from local.template import ACCOUNT, REGION, Resolver, SqsSource, Stack
@@ -41,7 +42,10 @@ class Moto:
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self.server.start()
+        # http.server binds with socket.getfqdn(host), a reverse DNS lookup that can hang for a minute
+        # on a machine without DNS; the loopback address needs none.
+        with mock.patch("socket.getfqdn", lambda name="": name or "localhost"):
+            self.server.start()
         host, port = self.server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
 

@@ -1,0 +1,385 @@
+"""`make demo`: the whole bundle on this machine, a scripted scenario, a summary.
+
+Starts the local stack (`python -m local`, its log in .local-stack/demo.log), sends signed GHL,
+activity and workflow webhooks over HTTP for four leads, lets the monitor (every 2 s here) and the
+send function run, then reads everything back over the HTTP API with a local JWT and prints:
+
+- a seller researching home values: ContactCreate from a home-value form, pricing tool, neighbourhood
+  research, market reports: urgent, followed up by the webhook's fast path within a second;
+- a buyer searching listings: property searches, listing views, a virtual tour: hot, followed up by
+  the monitor's next run;
+- a lead who replies STOP: opted out, then nothing, even on demand (409 opted_out);
+- a cold lead with one website visit: below the monitor's threshold, left alone.
+
+Messages are dry-run (the outbox); with ANTHROPIC_API_KEY set Claude writes them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from local.keys import STATE_DIR, LocalKeys, ensure
+from local.stack import free_port
+from local.template import ROOT
+
+INTERVAL = 2  # seconds between monitor runs in the demo
+SETTLE_SECONDS = 20  # the most the demo waits for follow-ups to finish
+# Zones for the demo's leads, US first: the first one where it is daytime now, so the quiet-hours
+# guardrail (SENDING_HOURS, 8-21 local) lets the messages go whenever the demo runs.
+ZONES = (
+    "America/New_York",
+    "America/Chicago",
+    "America/Denver",
+    "America/Los_Angeles",
+    "America/Anchorage",
+    "Pacific/Honolulu",
+    "Pacific/Auckland",
+    "Australia/Sydney",
+    "Asia/Tokyo",
+    "Asia/Shanghai",
+    "Asia/Bangkok",
+    "Asia/Kolkata",
+    "Asia/Dubai",
+    "Europe/Athens",
+    "Europe/Berlin",
+    "Europe/London",
+    "Atlantic/Azores",
+    "America/Noronha",
+    "America/Sao_Paulo",
+)
+
+
+def daytime_zone(now: datetime | None = None) -> str:
+    now = now or datetime.now(UTC)
+    for zone in ZONES:
+        if 9 <= now.astimezone(ZoneInfo(zone)).hour < 19:
+            return zone
+    return ZONES[0]
+
+
+@dataclass(slots=True)
+class Lead:
+    contact_id: str
+    name: str
+    story: str
+    first_name: str = ""
+    sent_at: list[float] = field(default_factory=list)  # when each of its webhooks was sent
+    replies: list[str] = field(default_factory=list)
+
+    @property
+    def last_event_at(self) -> float:
+        return max(self.sent_at, default=0.0)
+
+    def delay(self, at: float) -> float:
+        """Seconds from the lead's latest webhook before `at` to `at` (speed to lead)."""
+        before = [t for t in self.sent_at if t <= at]
+        return at - max(before) if before else 0.0
+
+
+class Demo:
+    def __init__(self, base: str, keys: LocalKeys, location_id: str, zone: str, console: Any) -> None:
+        import httpx
+
+        self.base = base
+        self.keys = keys
+        self.location_id = location_id
+        self.zone = zone
+        self.console = console
+        self.http = httpx.Client(base_url=base, timeout=30)
+        self.token = keys.token(subject="demo")
+
+    # ------------------------------------------------------------------ webhooks in
+    def ghl(self, lead: Lead, kind: str, **fields: Any) -> str:
+        from leadflow.cli import ghl_event, sign_ghl
+
+        body = json.dumps(ghl_event(kind, self.location_id, lead.contact_id, **fields)).encode()
+        return self._post(lead, "/webhooks/ghl", body, sign_ghl(body, self.keys.ghl_private_pem), kind)
+
+    def activity(self, lead: Lead, signal_name: str, **meta: Any) -> str:
+        from leadflow.cli import activity_event, sign_activity
+
+        body = json.dumps(activity_event(self.location_id, lead.contact_id, signal_name, **meta)).encode()
+        return self._post(lead, "/webhooks/activity", body, sign_activity(body, self.keys.signing_secret), signal_name)
+
+    def workflow(self, lead: Lead, signal_name: str) -> str:
+        from leadflow.cli import now_iso, workflow_headers
+
+        payload = {
+            "contact_id": lead.contact_id,
+            "first_name": lead.first_name,
+            "location": {"id": self.location_id, "name": "Demo Realty"},
+            "workflow": {"id": str(uuid.uuid4()), "name": "Virtual tour watched"},
+            "customData": {"signal": signal_name, "occurred_at": now_iso()},
+        }
+        body = json.dumps(payload).encode()
+        return self._post(lead, "/webhooks/workflow", body, workflow_headers(self.keys.workflow_token), signal_name)
+
+    def _post(self, lead: Lead, path: str, body: bytes, headers: dict[str, str], what: str) -> str:
+        lead.sent_at.append(time.time())
+        reply = self.http.post(path, content=body, headers=headers)
+        status = (
+            reply.json().get("status", reply.text) if reply.status_code == 200 else f"{reply.status_code} {reply.text}"
+        )
+        lead.replies.append(f"{what}: {status}")
+        if reply.status_code != 200:
+            raise RuntimeError(f"POST {path} ({what}) for {lead.contact_id}: {reply.status_code} {reply.text}")
+        return str(status)
+
+    # ------------------------------------------------------------------ the HTTP API out
+    def api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        reply = self.http.request(
+            method,
+            path,
+            params={"location_id": self.location_id},
+            headers={"authorization": f"Bearer {self.token}"},
+            json=body,
+        )
+        return reply.status_code, reply.json()
+
+
+def scenario(demo: Demo, leads: dict[str, Lead]) -> None:
+    zone, console = demo.zone, demo.console
+    seller, buyer, stopper, cold = leads["seller"], leads["buyer"], leads["stopper"], leads["cold"]
+    contact = {"timezone": zone, "country": "US", "dnd": False}
+
+    console.print(f"[bold]1. {seller.name}[/bold], {seller.story}")
+    demo.ghl(seller, "ContactCreate", firstName="Maria", lastName="Lopez", phone="+16175550142",
+             email="maria@example.com", source="Home Value Form", **contact)  # fmt: skip
+    for page in ("/sell/what-is-my-home-worth", "/sell/estimate", "/sell/estimate?beds=3"):
+        demo.activity(seller, "pricing_tool_usage", page=page)
+    for area in ("Jamaica Plain", "Roslindale"):
+        demo.activity(seller, "neighborhood_research", neighborhood=area)
+    demo.activity(seller, "market_report_engagement", report="Q4 Boston market")
+    demo.activity(seller, "market_report_engagement", report="Sold prices near you")
+    console.print("   " + ", ".join(seller.replies[-3:]))
+
+    console.print(f"[bold]2. {buyer.name}[/bold], {buyer.story}")
+    demo.ghl(buyer, "ContactCreate", firstName="Jordan", lastName="Kim", phone="+16175550177",
+             email="jordan@example.com", source="Listing Inquiry Form", **contact)  # fmt: skip
+    for query in ("3 bed Somerville", "condo Cambridge", "3 bed Medford", "townhouse Arlington"):
+        demo.activity(buyer, "property_search", query=query)
+    for listing in range(5):
+        demo.activity(buyer, "listing_view", listing=f"MLS-7310{listing}")
+    demo.workflow(buyer, "virtual_tour_view")
+    console.print("   " + ", ".join(buyer.replies[-2:]))
+
+    console.print(f"[bold]3. {stopper.name}[/bold], {stopper.story}")
+    demo.ghl(stopper, "ContactCreate", firstName="Sam", lastName="Ortiz", phone="+16175550199",
+             email="sam@example.com", source="Open House Sign-in", **contact)  # fmt: skip
+    demo.activity(stopper, "pricing_tool_usage", page="/sell/what-is-my-home-worth")
+    demo.ghl(stopper, "InboundMessage", messageType="SMS", body="STOP", direction="inbound")
+    demo.activity(stopper, "pricing_tool_usage", page="/sell/estimate")
+    demo.activity(stopper, "neighborhood_research", neighborhood="Dorchester")
+    demo.activity(stopper, "market_report_engagement", report="Q4 Boston market")
+    console.print("   " + ", ".join(stopper.replies[-4:]))
+
+    console.print(f"[bold]4. {cold.name}[/bold], {cold.story}")
+    demo.ghl(cold, "ContactCreate", firstName="Casey", lastName="Nguyen", phone="+16175550123",
+             email="casey@example.com", source="Facebook Ad", **contact)  # fmt: skip
+    demo.activity(cold, "website_visit", page="/")
+    console.print("   " + ", ".join(cold.replies[-2:]))
+
+
+def settle(demo: Demo, since: float) -> dict[str, Any]:
+    """Wait for two monitor runs after the last webhook and for every queued job to end."""
+    deadline = time.monotonic() + SETTLE_SECONDS
+    stats: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        _, stats = demo.api("GET", "/followups/stats")
+        if time.time() - since >= 2 * INTERVAL + 0.5 and stats.get("pending") == 0 and stats.get("total_tasks"):
+            break
+        time.sleep(0.25)
+    return stats
+
+
+def summary(demo: Demo, leads: dict[str, Lead], stats: dict[str, Any], blocked: tuple[int, Any]) -> None:
+    from rich.panel import Panel
+    from rich.table import Table
+
+    console = demo.console
+    scores = {key: demo.api("GET", f"/leads/{lead.contact_id}/score")[1] for key, lead in leads.items()}
+    histories = {
+        key: demo.api("GET", f"/leads/{lead.contact_id}/messages")[1]["messages"] for key, lead in leads.items()
+    }
+    colors = {"urgent": "bold red", "hot": "red", "warm": "yellow", "cold": "blue"}
+
+    table = Table(title=f"Leads by intent (location {demo.location_id}, leads in {demo.zone})", title_justify="left")
+    for column in ("lead", "intent", "likelihood", "top signals (events)", "contact window (local)", "channel"):
+        table.add_column(column)
+    order = sorted(leads, key=lambda k: -float(scores[k].get("likelihood_score", 0)))
+    for key in order:
+        score, lead = scores[key], leads[key]
+        level = score.get("intent_level", "?")
+        signals = ", ".join(f"{s['type']} x{s['frequency']}" for s in score.get("key_signals", [])[:3])
+        window = score.get("optimal_contact_window") or ["?", "?"]
+        table.add_row(
+            lead.name,
+            f"[{colors.get(level, 'white')}]{level}[/]",
+            f"{score.get('likelihood_score')}",
+            signals,
+            f"{window[0]}:00-{window[1]}:00",
+            str(score.get("recommended_channel")),
+        )
+    console.print(table)
+
+    sent = Table(title="Follow-ups (dry-run: recorded to the outbox, nothing left this machine)", title_justify="left")
+    for column in ("lead", "how", "after webhook", "channel", "status", "message"):
+        sent.add_column(column)
+    outbox = _outbox(demo)
+    for key in order:
+        lead = leads[key]
+        for entry in reversed(histories[key]):
+            job_id = str(entry.get("job_id", ""))
+            how = "fast path" if job_id.endswith(":fast") else ("on demand" if job_id.startswith("od-") else "monitor")
+            at = datetime.fromisoformat(str(entry["at"]).replace("Z", "+00:00")).timestamp()
+            composer = outbox.get(job_id, {}).get("composer")
+            text = str(entry.get("body") or entry.get("reason") or "")
+            if composer:
+                text += f"\n[dim]written by {composer}[/dim]"
+            sent.add_row(
+                lead.first_name,
+                how,
+                f"{lead.delay(at):.2f} s",
+                str(entry.get("channel")),
+                str(entry.get("status")),
+                text,
+            )
+    console.print(sent)
+
+    skipped = Table(title="Skipped, and why", title_justify="left")
+    skipped.add_column("lead")
+    skipped.add_column("why")
+    for key in order:
+        lead, score = leads[key], scores[key]
+        reasons = [f"{e.get('reason')} (at send time)" for e in histories[key] if e.get("status") == "skipped"]
+        if key == "stopper":
+            status, body = blocked
+            reason = body.get("reason") if isinstance(body, dict) else body
+            reasons.append(
+                f"replied STOP: opted out; the monitor skips Sam and an on-demand send answers {status} {reason}"
+            )
+        elif not histories[key] and float(score.get("likelihood_score", 0)) < 50:
+            reasons.append(
+                f"{score.get('intent_level')}: likelihood {score.get('likelihood_score')} is below MIN_LIKELIHOOD 50"
+            )
+        if reasons:
+            skipped.add_row(lead.first_name, "\n".join(reasons))
+    console.print(skipped)
+
+    skipped_stats = stats.get("skipped") or {}
+    by_reason = ", ".join(f"{k} {v}" for k, v in skipped_stats.items() if k != "total")
+    console.print(
+        Panel(
+            f"jobs queued {stats.get('total_tasks')}   sent {stats.get('sent')}   "
+            f"skipped {skipped_stats.get('total', 0)}{f' ({by_reason})' if by_reason else ''}   "
+            f"failed {stats.get('failed')}   "
+            f"pending {stats.get('pending')}   dead-letter queue {stats.get('dlq_depth')}   "
+            f"mode {stats.get('send_mode')}   monitoring {'on' if stats.get('is_running') else 'off'}",
+            title="GET /followups/stats",
+            expand=False,
+        )
+    )
+
+
+def _outbox(demo: Demo) -> dict[str, dict[str, Any]]:
+    """The dry-run outbox by job id (which composer wrote each message), read from the stack's Redis."""
+    try:
+        import redis
+
+        _, health = demo.api("GET", "/_local/health")
+        client = redis.Redis.from_url(health["redis_url"], decode_responses=True, socket_timeout=2)
+        entries = client.lrange(f"lf:{{{demo.location_id}}}:outbox", 0, -1)
+        return {e["job_id"]: e for e in (json.loads(item) for item in entries)}
+    except Exception:  # the summary does without the composer column
+        return {}
+
+
+def start_stack(port: int, log_path: Path) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "local", "--port", str(port), "--interval", str(INTERVAL)]
+    log = log_path.open("wb")
+    env = os.environ | {"NO_COLOR": "1"}
+    return subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def wait_ready(base: str, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the local stack exited with {process.returncode}")
+        try:
+            if httpx.get(f"{base}/_local/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("the local stack did not start within two minutes")
+
+
+def stop_stack(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+def main() -> int:
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=120)  # CI logs: wide enough for the tables
+    started = time.monotonic()
+    keys = ensure(STATE_DIR)
+    log_path = STATE_DIR / "demo.log"
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    console.rule("[bold]leadflow demo[/bold]: template.yaml on this machine")
+    console.print(f"starting the local stack on {base} (its log: {log_path.relative_to(ROOT)}) ...")
+    process = start_stack(port, log_path)
+    try:
+        wait_ready(base, process)
+        console.print(f"ready in {time.monotonic() - started:.1f} s; the monitor runs every {INTERVAL} s\n")
+        zone = daytime_zone()
+        demo = Demo(base, keys, f"demo-{uuid.uuid4().hex[:6]}", zone, console)
+        leads = {
+            "seller": Lead("seller-maria", "Maria (seller)", "researching her home's value", "Maria"),
+            "buyer": Lead("buyer-jordan", "Jordan (buyer)", "searching listings", "Jordan"),
+            "stopper": Lead("stop-sam", "Sam (replies STOP)", "active, then replies STOP", "Sam"),
+            "cold": Lead("cold-casey", "Casey (cold)", "one website visit", "Casey"),
+        }
+        scenario(demo, leads)
+        last = max(lead.last_event_at for lead in leads.values())
+        console.print(f"\nwaiting for the monitor and the send function (every {INTERVAL} s) ...\n")
+        stats = settle(demo, last)
+        blocked = demo.api("POST", f"/leads/{leads['stopper'].contact_id}/messages", {"channel": "sms"})
+        summary(demo, leads, stats, blocked)
+    except Exception as exc:
+        console.print(f"[red]demo failed:[/red] {exc}  (the stack's log: {log_path})")
+        return 1
+    finally:
+        stop_stack(process)
+    console.print(
+        f"done in {time.monotonic() - started:.1f} s; everything it started is stopped. "
+        "Next: `make dev` to serve the stack, `make token` for the API, `leadflow --help`."
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
