@@ -32,7 +32,8 @@ CANDIDATE_PAGE = 1000
 
 # KEYS: lead hash, then the seen key when the event has an id (no "" placeholder: in cluster mode every
 # key must hash to the lead's slot). ARGV: signal ("" for none), at, decay rate, long decay
-# rate, utc hour, dedupe ttl, lead ttl, then field/value pairs to set ("" value deletes the field).
+# rate, utc hour, dedupe ttl, lead ttl, then field/value pairs to set ("" value deletes the field;
+# a "max:" prefix on the name keeps the larger number, so a short pause never cuts a longer one).
 # Returns 0 for a duplicate, else the lead's fields after the update.
 _RECORD = """
 if KEYS[2] and not redis.call('SET', KEYS[2], '1', 'NX', 'EX', tonumber(ARGV[6])) then
@@ -65,7 +66,16 @@ if sig ~= '' then
   redis.call('HINCRBY', lead, 'h' .. ARGV[5], 1)
 end
 for i = 8, #ARGV, 2 do
-  if ARGV[i + 1] == '' then redis.call('HDEL', lead, ARGV[i]) else redis.call('HSET', lead, ARGV[i], ARGV[i + 1]) end
+  local name, value = ARGV[i], ARGV[i + 1]
+  if string.sub(name, 1, 4) == 'max:' then
+    name = string.sub(name, 5)
+    local cur = tonumber(redis.call('HGET', lead, name) or '')
+    if cur == nil or cur < tonumber(value) then redis.call('HSET', lead, name, value) end
+  elseif value == '' then
+    redis.call('HDEL', lead, name)
+  else
+    redis.call('HSET', lead, name, value)
+  end
 end
 redis.call('HSETNX', lead, 'first_seen', ARGV[2])
 redis.call('HSET', lead, 'updated', ARGV[2])

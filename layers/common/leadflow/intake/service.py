@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics import MetricUnit
 
 from leadflow.config import Settings, settings
 from leadflow.errors import LeadflowError, StoreUnavailable
@@ -28,8 +28,8 @@ from leadflow.intake.contacts import contact_timezone
 from leadflow.intake.events import Action, BatchRejected, Malformed, Parsed
 from leadflow.intake.spill import Delivery, SpillFailed, spill
 from leadflow.intake.verify import SignatureError, verify_bearer, verify_ghl, verify_standard
-from leadflow.lead_state import LeadStore, Recorded, encode_profile, lead_key
-from leadflow.observability import NAMESPACE, SERVICE, logger, metrics
+from leadflow.lead_state import LeadStore, Recorded, encode_profile
+from leadflow.observability import count, logger, metrics
 from leadflow.redis_client import Cache, cache
 
 MAX_BODY = 256 * 1024
@@ -252,8 +252,8 @@ def apply(action: Action, config: Settings, now: float) -> str:
         leads.erase(action.location_id, action.contact_id)
         return "accepted"
     fields = action.fields()
-    if action.pause_at_least is not None and _paused_until(leads, action) < action.pause_at_least:
-        fields["g:paused_until"] = repr(action.pause_at_least)  # never shorten a longer pause
+    if action.pause_at_least is not None:
+        fields["max:g:paused_until"] = repr(action.pause_at_least)  # never shortens a longer pause
     recorded = leads.record(
         action.location_id,
         action.contact_id,
@@ -272,15 +272,6 @@ def apply(action: Action, config: Settings, now: float) -> str:
             recorded.state.profile.timezone = zone
     fast_path(action, recorded, now)
     return "accepted"
-
-
-def _paused_until(leads: LeadStore, action: Action) -> float:
-    key = lead_key(action.location_id, action.contact_id)
-    value = leads.cache.run(lambda r: r.hget(key, "g:paused_until"))
-    try:
-        return float(value) if value is not None else 0.0
-    except (TypeError, ValueError):
-        return 0.0
 
 
 def fast_path(action: Action, recorded: Recorded, now: float) -> str | None:
@@ -302,15 +293,15 @@ def fast_path(action: Action, recorded: Recorded, now: float) -> str | None:
 
 
 def _spill_or_throttle(
-    delivery: Delivery, event_type: str, count: int, started: float, rejected: list[dict[str, Any]] | None = None
+    delivery: Delivery, event_type: str, events: int, started: float, rejected: list[dict[str, Any]] | None = None
 ) -> Reply:
     try:
         spill(delivery)
     except SpillFailed as exc:
         logger.error("event stored nowhere: asking the sender to retry", extra={"error": str(exc)})
         return _throttled(event_type, started)
-    metrics.add_metric(name="EventsSpilled", unit=MetricUnit.Count, value=max(count, 1))
-    _finish(delivery.route, event_type, delivery.location_hint, Counter({"spilled": max(count, 1)}), started)
+    metrics.add_metric(name="EventsSpilled", unit=MetricUnit.Count, value=max(events, 1))
+    _finish(delivery.route, event_type, delivery.location_hint, Counter({"spilled": max(events, 1)}), started)
     body: dict[str, Any] = {"status": "accepted"}
     if rejected:
         body["rejected"] = rejected
@@ -392,11 +383,7 @@ def _finish(
 
 
 def _metric(event_type: str, outcomes: Counter[str]) -> None:
-    """EventsReceived by event type and outcome (own dimensions per pair, so one EMF line each)."""
+    """EventsReceived by event type and outcome."""
     for outcome, value in outcomes.items():
-        if not value:
-            continue
-        with single_metric(name="EventsReceived", unit=MetricUnit.Count, value=value, namespace=NAMESPACE) as metric:
-            metric.add_dimension(name="service", value=SERVICE)
-            metric.add_dimension(name="event_type", value=event_type[:64] or "unknown")
-            metric.add_dimension(name="outcome", value=outcome)
+        if value:
+            count("EventsReceived", value, event_type=event_type[:64] or "unknown", outcome=outcome)
