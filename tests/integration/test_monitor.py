@@ -125,3 +125,21 @@ def test_jobs_refused_by_sqs_are_released_for_the_next_run(
     assert monitor.lambda_handler(scheduled_event(), lambda_context)["queued"] == 0
     monkeypatch.setattr(jobs, "_send_batch", real_send)
     assert monitor.lambda_handler(scheduled_event(), lambda_context)["queued"] == 1
+
+
+def test_a_lead_the_fast_path_served_gets_no_second_job_from_the_monitor_in_that_slot(
+    monitor: Any, queues: Queues, lambda_context: Any
+) -> None:
+    import time
+
+    from leadflow.followup import queue_fast_path
+    from leadflow.followup_store import FollowupStore
+
+    recorded = seed_lead("urgent", URGENT, profile={"timezone": zone_at(12)})
+    job_id = queue_fast_path("loc-1", "urgent", recorded.state, recorded.likelihood, None, time.time())
+    assert job_id is not None
+    FollowupStore().release("loc-1", "urgent", job_id)  # as the send function does once it has sent
+    report = monitor.lambda_handler(scheduled_event(), lambda_context)
+    assert report["queued"] == 0
+    assert report["skipped"] == {"already_queued": 1}
+    assert [json.loads(m["Body"])["source"] for m in queues.receive(queues.followup)] == ["fast_path"]

@@ -80,12 +80,10 @@ def decide(
         and not guardrails.in_hours(limit, score.optimal_contact_window)
     ):
         return Decision(None, "outside_window")
-    job_id = job_id_for(location_id, contact_id, score, now)
-    if source == "fast_path":
-        job_id += ":fast"
     return Decision(
         Job(
-            job_id=job_id,
+            # The monitor and the fast path share the slot's id: a lead gets one of the two, not both.
+            job_id=job_id_for(location_id, contact_id, score, now),
             lead_id=contact_id,
             location_id=location_id,
             channel=channel,
@@ -126,13 +124,17 @@ def queue_fast_path(
     if decision.job is None:
         logger.info("fast path: no job", extra={"reason": decision.reason, "location_id": location_id})
         return None
-    queued = _queue(location_id, [decision.job], fstore)
-    return decision.job.job_id if queued else None
+    outcomes = _queue(location_id, [decision.job], fstore)
+    return decision.job.job_id if outcomes["queued"] else None
 
 
-def _queue(location_id: str, jobs: Sequence[Job], fstore: FollowupStore) -> int:
-    """Claim each lead's in-flight slot, queue the claimed jobs, undo the claims SQS refused."""
+def _queue(location_id: str, jobs: Sequence[Job], fstore: FollowupStore) -> Counter[str]:
+    """Claim each lead's in-flight slot, queue the claimed jobs, undo the claims SQS refused.
+
+    Returns how many were queued, and why the others were not: `pending` (another job in flight),
+    `already_queued` (this slot's job was queued before), `queue_failed` (SQS refused it)."""
     claims = fstore.claim(location_id, [(job.lead_id, job.job_id) for job in jobs])
+    outcomes = Counter("already_queued" if c == "duplicate" else c for c in claims.values() if c != "ok")
     claimed = [job for job in jobs if claims.get(job.job_id) == "ok"]
     failed = send_jobs(claimed) if claimed else []
     if failed:
@@ -143,7 +145,9 @@ def _queue(location_id: str, jobs: Sequence[Job], fstore: FollowupStore) -> int:
         fstore.count_queued(location_id, len(queued))
     for (source, channel), n in Counter((job.source, job.channel) for job in queued).items():
         count("JobsQueued", n, source=source, channel=channel)
-    return len(queued)
+    outcomes["queued"] = len(queued)
+    outcomes["queue_failed"] = len(failed)
+    return +outcomes
 
 
 @dataclass(slots=True)
@@ -200,6 +204,10 @@ def run_monitor(
             count("LeadsByIntent", n, intent=level)
         jobs.sort(key=lambda job: -job.likelihood_score)
         report.eligible += len(jobs)
-        report.queued += _queue(location_id, jobs, fstore) if jobs else 0
+        if jobs:
+            outcomes = _queue(location_id, jobs, fstore)
+            report.queued += outcomes.pop("queued", 0)
+            for reason, n in outcomes.items():
+                report.skipped[reason] = report.skipped.get(reason, 0) + n
     report.seconds = round(time.perf_counter() - started, 3)
     return report
