@@ -140,3 +140,21 @@ def test_a_job_that_fails_every_time_lands_in_the_dead_letter_queue(stack: Stack
         return depth if depth == before + 1 else None
 
     assert wait_for(dlq_depth, 45, every=0.5) == before + 1
+
+
+def test_the_leadflow_cli_sends_a_signed_webhook_and_shows_the_lead(
+    stack: Stack, location_id: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from leadflow.cli import main
+
+    sent = main(
+        ["send-webhook", "activity", "--url", stack.base, "--secret", stack.keys.signing_secret,
+         "--location-id", location_id, "--contact-id", "lead-cli", "--signal", "market_report_engagement"]
+    )  # fmt: skip
+    shown = main(["show", "lead-cli", "--api", stack.base, "--token", stack.keys.token(), "--location-id", location_id])
+
+    out = capsys.readouterr().out
+    assert (sent, shown) == (0, 0)
+    assert '"status": "accepted"' in out
+    assert "lead-cli" in out
+    assert "market_report_engagement" in out
