@@ -1,5 +1,5 @@
 # leadflow: every target sets up what it needs; `make demo` and `make test` are all a fresh machine needs.
-PYTHON ?= $(shell command -v python3.12 || command -v python3.11 || command -v python3)
+PYTHON ?= $(shell scripts/find-python.sh)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -7,6 +7,7 @@ STAMP := $(VENV)/.installed
 .PHONY: setup test lint openapi build bench dev demo token clean
 
 $(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo 'no usable Python 3.11+ found' >&2; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
