@@ -241,7 +241,8 @@ def summary(demo: Demo, leads: dict[str, Lead], stats: dict[str, Any], blocked: 
         lead = leads[key]
         for entry in reversed(histories[key]):
             job_id = str(entry.get("job_id", ""))
-            how = "fast path" if job_id.endswith(":fast") else ("on demand" if job_id.startswith("od-") else "monitor")
+            source = str(outbox.get(job_id, {}).get("source") or ("on_demand" if job_id.startswith("od-") else "?"))
+            how = source.replace("_", " ")
             at = datetime.fromisoformat(str(entry["at"]).replace("Z", "+00:00")).timestamp()
             composer = outbox.get(job_id, {}).get("composer")
             text = str(entry.get("body") or entry.get("reason") or "")
@@ -250,7 +251,7 @@ def summary(demo: Demo, leads: dict[str, Lead], stats: dict[str, Any], blocked: 
             sent.add_row(
                 lead.first_name,
                 how,
-                f"{lead.delay(at):.2f} s",
+                _duration(lead.delay(at)),
                 str(entry.get("channel")),
                 str(entry.get("status")),
                 text,
@@ -290,6 +291,10 @@ def summary(demo: Demo, leads: dict[str, Lead], stats: dict[str, Any], blocked: 
             expand=False,
         )
     )
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
 
 
 def _outbox(demo: Demo) -> dict[str, dict[str, Any]]:
