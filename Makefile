@@ -17,7 +17,7 @@ setup: $(STAMP)
 	@scripts/ensure-redis.sh
 
 test: setup
-	$(PY) -m pytest -n 2 --dist loadgroup -q
+	$(PY) -m pytest -n 2 --dist loadfile -q
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -43,6 +43,8 @@ build: $(SAM_VENV)/bin/sam
 bench: setup
 	$(PY) bench/scoring.py
 	$(PY) bench/redis_batch.py
+	$(PY) bench/monitor.py
+	$(PY) bench/speed_to_lead.py
 
 dev: setup
 	$(PY) -m local

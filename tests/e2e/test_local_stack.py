@@ -13,7 +13,7 @@ from leadflow.cli import activity_event, ghl_event, sign_activity, sign_ghl
 from tests.e2e.conftest import INTERVAL, Stack, wait_for
 from tests.helpers import zone_at
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
+pytestmark = pytest.mark.e2e  # one file: `--dist loadfile` runs it on one worker, with one stack
 
 URGENT_SIGNALS = [
     "pricing_tool_usage",
