@@ -7,7 +7,7 @@ SQS is a stand-in client that records each SendMessageBatch call and waits SQS_L
 (an assumed round trip, not a measurement of SQS), so the figure shows the parallel writer at work;
 moto's SQS was not usable here: its per-message attribute bookkeeping grows with the queue.
 
-    .venv/bin/python bench/monitor.py [--leads 100000]
+    .venv/bin/python bench/monitor.py [--leads 100000] [--min-likelihood 50]
 """
 
 from __future__ import annotations
@@ -27,7 +27,11 @@ sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "common"), str(ROOT.parent / "s
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--leads", type=int, default=100_000)
+    parser.add_argument(
+        "--min-likelihood", type=float, default=50.0, help="MIN_LIKELIHOOD; 0 makes every stored lead a candidate"
+    )
     args = parser.parse_args()
+    os.environ["MIN_LIKELIHOOD"] = str(args.min_likelihood)
 
     import workload
 
