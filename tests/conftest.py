@@ -23,6 +23,7 @@ BASE_ENV = {
 
 def _clear_caches() -> None:
     from leadflow import compose, config, ghl, jobs, redis_client, sending
+    from leadflow.intake import contacts
 
     for cached in (
         config.settings,
@@ -33,6 +34,7 @@ def _clear_caches() -> None:
         ghl.http,
     ):
         cached.cache_clear()
+    contacts._location_zones.clear()
 
 
 @pytest.fixture(autouse=True)

@@ -143,3 +143,16 @@ def test_a_lead_the_fast_path_served_gets_no_second_job_from_the_monitor_in_that
     assert report["queued"] == 0
     assert report["skipped"] == {"already_queued": 1}
     assert [json.loads(m["Body"])["source"] for m in queues.receive(queues.followup)] == ["fast_path"]
+
+
+def test_a_lead_at_its_daily_cap_gets_no_job(monitor: Any, queues: Queues, lambda_context: Any) -> None:
+    import time
+
+    from leadflow.followup_store import FollowupStore
+
+    seed_lead("capped", URGENT, profile={"timezone": zone_at(12)})
+    for i in range(3):
+        assert FollowupStore().reserve("loc-1", "capped", f"earlier-{i}", time.time() - 60, time.time() - 3600, 3, 0)
+    report = monitor.lambda_handler(scheduled_event(), lambda_context)
+    assert report["queued"] == 0
+    assert report["skipped"] == {"daily_cap": 1}

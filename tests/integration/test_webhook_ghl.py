@@ -313,6 +313,23 @@ def test_without_a_timezone_the_contact_api_gives_it(intake: Intake, monkeypatch
 
 
 @respx.mock
+def test_without_a_contact_timezone_the_locations_is_used(intake: Intake, monkeypatch: pytest.MonkeyPatch) -> None:
+    from leadflow.config import settings
+
+    monkeypatch.setenv("GHL_API_KEY", "pit-test-token")
+    settings.cache_clear()
+    respx.get(f"https://services.leadconnectorhq.com/contacts/{CONTACT}").mock(
+        return_value=httpx.Response(200, json={"contact": {"id": CONTACT}})
+    )
+    route = respx.get(f"https://services.leadconnectorhq.com/locations/{CONTACT_LOCATION}").mock(
+        return_value=httpx.Response(200, json={"location": {"id": CONTACT_LOCATION, "timezone": "America/Phoenix"}})
+    )
+    intake(ghl_event(ghl_body("contact_create")))
+    assert lead(CONTACT, CONTACT_LOCATION).profile.timezone == "America/Phoenix"
+    assert route.calls.last.request.headers["Version"] == "2021-07-28"
+
+
+@respx.mock
 def test_a_failing_contact_api_falls_back_quietly(intake: Intake, monkeypatch: pytest.MonkeyPatch) -> None:
     from leadflow.config import settings
 

@@ -24,7 +24,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from leadflow.config import Settings, settings
 from leadflow.errors import LeadflowError, StoreUnavailable
 from leadflow.intake import activity, ghl, workflow
-from leadflow.intake.contacts import contact_timezone
+from leadflow.intake.contacts import lead_timezone
 from leadflow.intake.events import Action, BatchRejected, Malformed, Parsed
 from leadflow.intake.spill import Delivery, SpillFailed, spill
 from leadflow.intake.verify import SignatureError, verify_bearer, verify_ghl, verify_standard
@@ -266,7 +266,7 @@ def apply(action: Action, config: Settings, now: float) -> str:
     if recorded is None:
         return "duplicate"
     if action.lookup_timezone and recorded.state.profile.timezone is None:
-        zone = contact_timezone(action.contact_id, config)
+        zone = lead_timezone(action.contact_id, action.location_id, config)
         if zone:
             leads.set_fields(action.location_id, action.contact_id, encode_profile({"timezone": zone}))
             recorded.state.profile.timezone = zone
