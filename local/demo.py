@@ -279,11 +279,11 @@ def summary(demo: Demo, leads: dict[str, Lead], stats: dict[str, Any], blocked: 
     console.print(skipped)
 
     skipped_stats = stats.get("skipped") or {}
-    by_reason = ", ".join(f"{k} {v}" for k, v in skipped_stats.items() if k != "total")
+    by_reason = ", ".join(f"{k} {v}" for k, v in skipped_stats.items())
     console.print(
         Panel(
             f"jobs queued {stats.get('total_tasks')}   sent {stats.get('sent')}   "
-            f"skipped {skipped_stats.get('total', 0)}{f' ({by_reason})' if by_reason else ''}   "
+            f"skipped {stats.get('skipped_total', 0)}{f' ({by_reason})' if by_reason else ''}   "
             f"failed {stats.get('failed')}   "
             f"pending {stats.get('pending')}   dead-letter queue {stats.get('dlq_depth')}   "
             f"mode {stats.get('send_mode')}   monitoring {'on' if stats.get('is_running') else 'off'}",

@@ -198,7 +198,8 @@ def stats(location_id: str) -> dict[str, Any]:
         "total_tasks": queued,
         "pending": max(0, queued - ended),
         "sent": sent,
-        "skipped": {"total": sum(skipped.values()), **skipped},
+        "skipped": skipped,  # a count per reason
+        "skipped_total": sum(skipped.values()),
         "failed": failed,
         "dlq_depth": dlq_depth(),
         "is_running": fstore.monitoring_enabled(),
