@@ -41,15 +41,6 @@ redis.call('EXPIRE', sends, 3 * 86400)
 return 1
 """
 
-# KEYS: pending, job mark. ARGV: job id, pending ttl, mark ttl.
-# "ok" claimed; "pending" another job is in flight; "duplicate" this job was queued before.
-_CLAIM = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 'pending' end
-if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', tonumber(ARGV[3])) then return 'duplicate' end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
-return 'ok'
-"""
-
 # KEYS: pending. ARGV: job id. Frees the lead if this job holds it.
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -80,7 +71,6 @@ class FollowupStore:
     def __init__(self, store: Cache | None = None) -> None:
         self.cache = store or cache()
         self._reserve = self.cache.register_script(_RESERVE)
-        self._claim = self.cache.register_script(_CLAIM)
         self._release = self.cache.register_script(_RELEASE)
 
     # Guardrail inputs, many leads in one round trip.
@@ -104,28 +94,45 @@ class FollowupStore:
         }
 
     def claim(self, location_id: str, claims: Iterable[tuple[str, str]]) -> dict[str, str]:
-        """Claim the in-flight slot of each (contact id, job id): job id -> ok | pending | duplicate."""
+        """Claim the in-flight slot of each (contact id, job id): job id -> ok | pending | duplicate.
+
+        Plain SET NX commands in pipelines (three round trips for any number of leads), because a
+        cluster pipeline cannot run scripts: take the lead's pending slot, then mark the job id as
+        queued, and give the slot back where the job was queued before."""
         items = list(claims)
+        if not items:
+            return {}
+        keys = {job_id: _keys(location_id, cid) for cid, job_id in items}
 
-        def run(r: Any) -> list[Any]:
+        def run(r: Any) -> dict[str, str]:
             pipe = r.pipeline(transaction=False)
-            for cid, job_id in items:
-                _, pending, mark, _ = _keys(location_id, cid)
-                self._claim(keys=[pending, mark + job_id], args=[job_id, PENDING_TTL, JOB_MARK_TTL], client=pipe)
-            return list(pipe.execute())
+            for job_id, (_, pending, _, _) in keys.items():
+                pipe.set(pending, job_id, nx=True, ex=PENDING_TTL)
+            held = [job_id for job_id, took in zip(keys, pipe.execute(), strict=True) if took]
+            pipe = r.pipeline(transaction=False)
+            for job_id in held:
+                pipe.set(keys[job_id][2] + job_id, "1", nx=True, ex=JOB_MARK_TTL)
+            repeated = [job_id for job_id, new in zip(held, pipe.execute(), strict=True) if not new]
+            if repeated:
+                pipe = r.pipeline(transaction=False)
+                for job_id in repeated:
+                    pipe.delete(keys[job_id][1])  # the slot this call just took
+                pipe.execute()
+            result = dict.fromkeys(keys, "pending")
+            result |= dict.fromkeys(held, "ok") | dict.fromkeys(repeated, "duplicate")
+            return result
 
-        results = self.cache.run(run) if items else []
-        return {job_id: str(result) for (_, job_id), result in zip(items, results, strict=True)}
+        return self.cache.run(run)
 
     def unclaim(self, location_id: str, claims: Iterable[tuple[str, str]]) -> None:
-        """Undo claims whose jobs could not be queued, so the next run tries again."""
+        """Undo claims whose jobs could not be queued (just taken by `claim`), so the next run tries again."""
         items = list(claims)
 
         def run(r: Any) -> None:
             pipe = r.pipeline(transaction=False)
             for cid, job_id in items:
                 _, pending, mark, _ = _keys(location_id, cid)
-                self._release(keys=[pending], args=[job_id], client=pipe)
+                pipe.delete(pending)
                 pipe.delete(mark + job_id)
             pipe.execute()
 
