@@ -93,15 +93,41 @@ def intent_level(likelihood: float) -> str:
     return "cold"
 
 
+# Per signal, the constants scoring needs, computed once:
+# (weight, decay per second, saturation, trend scale, trend decay difference).
+_SCORE_CONSTANTS: dict[Signal, tuple[float, float, float, float, float]] = {
+    signal: (
+        spec.weight,
+        spec.decay_per_second,
+        spec.saturation,
+        TREND_LONG_HALF_LIFE_HOURS / spec.half_life_hours,
+        TREND_LONG_DECAY_PER_SECOND - spec.decay_per_second,
+    )
+    for signal, spec in SPEC.items()
+}
+
+
+def _contribution(weight: float, rate: float, saturation: float, s: SignalState, age: float) -> float:
+    """A signal's weighted, saturated evidence `age` seconds after its last event."""
+    return weight * (1.0 - math.exp(-(s.decayed * math.exp(-rate * age)) / saturation))
+
+
+def _direction(s: SignalState, trend_scale: float, trend_rate: float, age: float) -> str:
+    """Recent rate (the signal's own decayed count per half-life) against the long-run rate; both
+    counts are held as of the last event, so their ratio `age` seconds later needs one exponential."""
+    if s.long <= 0.0:
+        return "stable"
+    ratio = (s.decayed / s.long) * trend_scale * math.exp(trend_rate * age)
+    return "increasing" if ratio >= TREND_UP else "decreasing" if ratio <= TREND_DOWN else "stable"
+
+
 def _contributions(state: LeadState, now: float) -> dict[Signal, float]:
-    """Each signal's weighted, saturated evidence at `now` (events after `now` count as now)."""
+    """Each signal's evidence at `now` (events after `now` count as now)."""
     out: dict[Signal, float] = {}
     for signal, s in state.signals.items():
         if s.count:
-            spec = SPEC[signal]
-            age = now - s.last if now > s.last else 0.0
-            decayed = s.decayed * math.exp(-spec.decay_per_second * age)
-            out[signal] = spec.weight * (1.0 - math.exp(-decayed / spec.saturation))
+            weight, rate, saturation, _, _ = _SCORE_CONSTANTS[signal]
+            out[signal] = _contribution(weight, rate, saturation, s, now - s.last if now > s.last else 0.0)
     return out
 
 
@@ -115,34 +141,12 @@ def likelihood(state: LeadState, now: float) -> float:
 
 
 def trend(signal: Signal, s: SignalState, now: float) -> str:
-    """Recent rate (the signal's own decayed count per half-life) against the long-run rate.
-
-    Both counts are held as of `s.last`; their ratio at `now` needs one exponential.
-    """
-    if s.long <= 0.0:
-        return "stable"
-    spec = SPEC[signal]
-    age = now - s.last if now > s.last else 0.0
-    ratio = (
-        (s.decayed / s.long)
-        * (TREND_LONG_HALF_LIFE_HOURS / spec.half_life_hours)
-        * math.exp((TREND_LONG_DECAY_PER_SECOND - spec.decay_per_second) * age)
-    )
-    if ratio >= TREND_UP:
-        return "increasing"
-    if ratio <= TREND_DOWN:
-        return "decreasing"
-    return "stable"
+    """The signal's trend at `now`: increasing, stable or decreasing."""
+    _, _, _, trend_scale, trend_rate = _SCORE_CONSTANTS[signal]
+    return _direction(s, trend_scale, trend_rate, now - s.last if now > s.last else 0.0)
 
 
-def _confidence(state: LeadState, now: float) -> float:
-    counts = [(s.count, s.last) for s in state.signals.values() if s.count]
-    if not counts:
-        return 0.0
-    return _confidence_of(len(counts), sum(n for n, _ in counts), max(t for _, t in counts), now)
-
-
-def _confidence_of(distinct: int, events: int, last: float, now: float) -> float:
+def _confidence(distinct: int, events: int, last: float, now: float) -> float:
     """Confidence from the number of distinct signals, of events, and the newest event's time."""
     if not distinct:
         return 0.0
@@ -204,20 +208,6 @@ def _zone_offset_hours(zone: ZoneInfo, utc_hour: int) -> int:
     return int((offset.total_seconds() if offset else 0) // 3600)
 
 
-# Per signal, the constants score_lead needs, computed once with the same expressions as above:
-# (weight, decay per second, saturation, trend scale, trend decay difference).
-_SCORE_CONSTANTS: dict[Signal, tuple[float, float, float, float, float]] = {
-    signal: (
-        spec.weight,
-        spec.decay_per_second,
-        spec.saturation,
-        TREND_LONG_HALF_LIFE_HOURS / spec.half_life_hours,
-        TREND_LONG_DECAY_PER_SECOND - spec.decay_per_second,
-    )
-    for signal, spec in SPEC.items()
-}
-
-
 def score_lead(
     lead_id: str,
     state: LeadState,
@@ -227,11 +217,9 @@ def score_lead(
 ) -> PredictiveSellScore:
     """The full, explainable score of a lead at `now` (timezone-aware).
 
-    One pass over the signals computes what `_contributions`, `trend` and `_confidence` compute
-    (the same expressions, so the same numbers): the monitor rescores many leads with it.
+    One pass over the signals: the monitor rescores many leads with it.
     """
     at = now.timestamp()
-    exp = math.exp
     contributions: dict[Signal, float] = {}
     rows: list[tuple[Signal, int, float, str, float]] = []
     events = 0
@@ -243,13 +231,8 @@ def score_lead(
         weight, rate, saturation, trend_scale, trend_rate = _SCORE_CONSTANTS[signal]
         last = s.last
         age = at - last if at > last else 0.0
-        contribution = contributions[signal] = weight * (1.0 - exp(-(s.decayed * exp(-rate * age)) / saturation))
-        if s.long <= 0.0:
-            direction = "stable"
-        else:
-            ratio = (s.decayed / s.long) * trend_scale * exp(trend_rate * age)
-            direction = "increasing" if ratio >= TREND_UP else "decreasing" if ratio <= TREND_DOWN else "stable"
-        rows.append((signal, count, age, direction, contribution))
+        contribution = contributions[signal] = _contribution(weight, rate, saturation, s, age)
+        rows.append((signal, count, age, _direction(s, trend_scale, trend_rate, age), contribution))
         events += count
         last_any = max(last_any, last)
     evidence = sum(contributions.values())
@@ -273,7 +256,7 @@ def score_lead(
         optimal_contact_window=contact_window(state.hours_utc, offset_hours, sending_hours),
         recommended_channel=recommended_channel(state, contributions, level),
         recommended_message=messages.template_message(dominant, state.profile.first_name),
-        confidence=_confidence_of(len(rows), events, last_any, at),
+        confidence=_confidence(len(rows), events, last_any, at),
         key_signals=tuple(key_signals),
         timezone=zone.key,
         scored_at=now.astimezone(UTC),
