@@ -365,7 +365,7 @@ def main() -> int:
         leads = {
             "seller": Lead("seller-maria", "Maria (seller)", "researching her home's value", "Maria"),
             "buyer": Lead("buyer-jordan", "Jordan (buyer)", "searching listings", "Jordan"),
-            "stopper": Lead("stop-sam", "Sam (replies STOP)", "active, then replies STOP", "Sam"),
+            "stopper": Lead("stop-sam", "Sam (replies STOP)", "replies STOP to a text, then keeps browsing", "Sam"),
             "cold": Lead("cold-casey", "Casey (cold)", "one website visit", "Casey"),
         }
         scenario(demo, leads)
