@@ -23,10 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -43,6 +40,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "common")]
 from leadflow.cli import activity_event, ghl_event, sign_activity, sign_ghl  # noqa: E402
 from local.demo import daytime_zone  # noqa: E402
 from local.keys import LocalKeys, ensure  # noqa: E402
+from local.launch import launch  # noqa: E402
 from local.stack import free_port  # noqa: E402
 
 SEED_INTERVAL = 300
@@ -107,41 +105,13 @@ class Bench:
         return reply.json()
 
 
-def start_stack(port: int, state_dir: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if k not in DROPPED} | {"NO_COLOR": "1"}
-    command = [sys.executable, "-m", "local", "--port", str(port), "--interval", str(SEED_INTERVAL)]
-    command += ["--state-dir", str(state_dir)]
-    log = (state_dir / "stack.log").open("wb")
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-
-
-def wait_ready(base: str, process: subprocess.Popen[bytes]) -> dict[str, Any]:
-    import httpx
-
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("the local stack exited")
-        try:
-            reply = httpx.get(f"{base}/_local/health", timeout=1)
-            if reply.status_code == 200:
-                health: dict[str, Any] = reply.json()
-                return health
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError("the local stack did not start within two minutes")
-
-
 def run(leads: int, rate: float, workers: int) -> None:
     import redis
 
     state_dir = Path(tempfile.mkdtemp(prefix="leadflow-bench-"))
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    process = start_stack(port, state_dir)
+    stack = launch(free_port(), SEED_INTERVAL, state_dir / "stack.log", state_dir=state_dir, drop_env=DROPPED)
     try:
-        health = wait_ready(base, process)
+        health, base = stack.health, stack.base
         bench = Bench(base, ensure(state_dir), f"bench-{uuid.uuid4().hex[:6]}", daytime_zone())
         bench.api("PUT", "/followups/monitoring", {"enabled": False})
         ids = [f"lead-{i:04d}" for i in range(leads)]
@@ -177,12 +147,7 @@ def run(leads: int, rate: float, workers: int) -> None:
             time.sleep(0.2)
         stats = bench.api("GET", "/followups/stats")
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stack.stop()
 
     queued = [times[cid][1] - times[cid][0] for cid in ids if cid in queued_ids]
     to_sent = [sent[cid] - times[cid][0] for cid in sent]

@@ -17,19 +17,15 @@ Messages are dry-run (the outbox); with ANTHROPIC_API_KEY set Claude writes them
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from local.keys import STATE_DIR, LocalKeys, ensure
+from local.launch import StackFailed, launch
 from local.stack import free_port
 from local.template import ROOT
 
@@ -310,39 +306,6 @@ def _outbox(demo: Demo) -> dict[str, dict[str, Any]]:
         return {}
 
 
-def start_stack(port: int, log_path: Path) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "local", "--port", str(port), "--interval", str(INTERVAL)]
-    log = log_path.open("wb")
-    env = os.environ | {"NO_COLOR": "1"}
-    return subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
-
-
-def wait_ready(base: str, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the local stack exited with {process.returncode}")
-        try:
-            if httpx.get(f"{base}/_local/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError("the local stack did not start within two minutes")
-
-
-def stop_stack(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-
-
 def main() -> int:
     from rich.console import Console
 
@@ -356,9 +319,12 @@ def main() -> int:
     base = f"http://127.0.0.1:{port}"
     console.rule("[bold]leadflow demo[/bold]: template.yaml on this machine")
     console.print(f"starting the local stack on {base} (its log: {log_path.relative_to(ROOT)}) ...")
-    process = start_stack(port, log_path)
     try:
-        wait_ready(base, process)
+        stack = launch(port, INTERVAL, log_path)
+    except StackFailed as exc:
+        console.print(f"[red]demo failed:[/red] {exc}")
+        return 1
+    try:
         console.print(f"ready in {time.monotonic() - started:.1f} s; the monitor runs every {INTERVAL} s\n")
         zone = daytime_zone()
         demo = Demo(base, keys, f"demo-{uuid.uuid4().hex[:6]}", zone, console)
@@ -378,7 +344,7 @@ def main() -> int:
         console.print(f"[red]demo failed:[/red] {exc}  (the stack's log: {log_path})")
         return 1
     finally:
-        stop_stack(process)
+        stack.stop()
     console.print(
         f"done in {time.monotonic() - started:.1f} s; everything it started is stopped. "
         "Next: `make dev` to serve the stack, `make token` for the API, `leadflow --help`."

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,10 +13,10 @@ import httpx
 import pytest
 
 from local.keys import LocalKeys, ensure
-from tests.helpers import ROOT, free_port
+from local.launch import StackFailed, launch
+from tests.helpers import free_port
 
 INTERVAL = 2  # seconds between monitor runs
-START_TIMEOUT = 120  # a loaded machine can take long to import everything
 # Never the user's Redis or keys: the stack starts its own redis-server and sends nothing out.
 DROPPED = (
     "REDIS_URL",
@@ -65,35 +61,16 @@ def wait_for(check: Callable[[], Any], timeout: float, every: float = 0.2) -> An
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     state_dir: Path = tmp_path_factory.mktemp("local-stack")
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in DROPPED} | {"NO_COLOR": "1"}
-    log_path = state_dir / "stack.log"
-    command = [sys.executable, "-m", "local", "--port", str(port), "--interval", str(INTERVAL)]
-    command += ["--state-dir", str(state_dir)]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    http = httpx.Client(base_url=base, timeout=30)
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        health = None
-        while health is None:
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the local stack did not start:\n{log_path.read_text()[-3000:]}")
-            try:
-                reply = http.get("/_local/health", timeout=1)
-                health = reply.json() if reply.status_code == 200 else None
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        yield Stack(base, ensure(state_dir), health, http)
+        launched = launch(free_port(), INTERVAL, state_dir / "stack.log", state_dir=state_dir, drop_env=DROPPED)
+    except StackFailed as exc:
+        pytest.fail(str(exc))
+    http = httpx.Client(base_url=launched.base, timeout=30)
+    try:
+        yield Stack(launched.base, ensure(state_dir), launched.health, http)
     finally:
         http.close()
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        launched.stop()
 
 
 @pytest.fixture

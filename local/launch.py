@@ -1,0 +1,78 @@
+"""The local stack as a child process (`python -m local`): started, awaited, stopped. Used by the
+demo, the end-to-end tests and the speed-to-lead bench."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from local.template import ROOT
+
+START_TIMEOUT = 120.0  # a loaded machine can take long to import everything
+
+
+class StackFailed(RuntimeError):
+    """The stack exited or did not answer in time; the message ends with its log."""
+
+
+@dataclass
+class Launched:
+    process: subprocess.Popen[bytes]
+    base: str
+    health: dict[str, Any]
+    log_path: Path
+
+    def stop(self) -> None:
+        """SIGTERM (the stack stops what it started), then a kill if it hangs."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+
+def launch(
+    port: int,
+    interval: int,
+    log_path: Path,
+    *,
+    state_dir: Path | None = None,
+    drop_env: Iterable[str] = (),
+    timeout: float = START_TIMEOUT,
+) -> Launched:
+    """Start the stack on `port` with the monitor every `interval` seconds; return once it is healthy.
+
+    `drop_env` names variables of this process's environment the stack must not see (a user's
+    REDIS_URL or keys, for a run that must stay on this machine)."""
+    dropped = set(drop_env)
+    env = {k: v for k, v in os.environ.items() if k not in dropped} | {"NO_COLOR": "1"}
+    command = [sys.executable, "-m", "local", "--port", str(port), "--interval", str(interval)]
+    if state_dir is not None:
+        command += ["--state-dir", str(state_dir)]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    launched = Launched(process, f"http://127.0.0.1:{port}", {}, log_path)
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None or time.monotonic() > deadline:
+            launched.stop()
+            raise StackFailed(f"the local stack did not start:\n{log_path.read_text()[-3000:]}")
+        try:
+            reply = httpx.get(f"{launched.base}/_local/health", timeout=1)
+            if reply.status_code == 200:
+                launched.health = reply.json()
+                return launched
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
