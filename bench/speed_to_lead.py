@@ -41,7 +41,6 @@ from leadflow.cli import activity_event, ghl_event, sign_activity, sign_ghl  # n
 from local.demo import daytime_zone  # noqa: E402
 from local.keys import LocalKeys, ensure  # noqa: E402
 from local.launch import launch  # noqa: E402
-from local.stack import free_port  # noqa: E402
 
 SEED_INTERVAL = 300
 WARM_UP = ["pricing_tool_usage", "pricing_tool_usage", "neighborhood_research", "market_report_engagement"]
@@ -109,7 +108,7 @@ def run(leads: int, rate: float, workers: int) -> None:
     import redis
 
     state_dir = Path(tempfile.mkdtemp(prefix="leadflow-bench-"))
-    stack = launch(free_port(), SEED_INTERVAL, state_dir / "stack.log", state_dir=state_dir, drop_env=DROPPED)
+    stack = launch(SEED_INTERVAL, state_dir / "stack.log", state_dir=state_dir, drop_env=DROPPED)
     try:
         health, base = stack.health, stack.base
         bench = Bench(base, ensure(state_dir), f"bench-{uuid.uuid4().hex[:6]}", daytime_zone())

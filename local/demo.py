@@ -26,7 +26,6 @@ from zoneinfo import ZoneInfo
 
 from local.keys import STATE_DIR, LocalKeys, ensure
 from local.launch import StackFailed, launch
-from local.stack import free_port
 from local.template import ROOT
 
 INTERVAL = 2  # seconds between monitor runs in the demo
@@ -315,19 +314,19 @@ def main() -> int:
     started = time.monotonic()
     keys = ensure(STATE_DIR)
     log_path = STATE_DIR / "demo.log"
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     console.rule("[bold]leadflow demo[/bold]: template.yaml on this machine")
-    console.print(f"starting the local stack on {base} (its log: {log_path.relative_to(ROOT)}) ...")
+    console.print(f"starting the local stack (its log: {log_path.relative_to(ROOT)}) ...")
     try:
-        stack = launch(port, INTERVAL, log_path)
+        stack = launch(INTERVAL, log_path)
     except StackFailed as exc:
         console.print(f"[red]demo failed:[/red] {exc}")
         return 1
     try:
-        console.print(f"ready in {time.monotonic() - started:.1f} s; the monitor runs every {INTERVAL} s\n")
+        console.print(
+            f"ready on {stack.base} in {time.monotonic() - started:.1f} s; the monitor runs every {INTERVAL} s\n"
+        )
         zone = daytime_zone()
-        demo = Demo(base, keys, f"demo-{uuid.uuid4().hex[:6]}", zone, console)
+        demo = Demo(stack.base, keys, f"demo-{uuid.uuid4().hex[:6]}", zone, console)
         leads = {
             "seller": Lead("seller-maria", "Maria (seller)", "researching her home's value", "Maria"),
             "buyer": Lead("buyer-jordan", "Jordan (buyer)", "searching listings", "Jordan"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,10 +19,21 @@ import httpx
 from local.template import ROOT
 
 START_TIMEOUT = 120.0  # a loaded machine can take long to import everything
+PORT_ATTEMPTS = 3
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 class StackFailed(RuntimeError):
     """The stack exited or did not answer in time; the message ends with its log."""
+
+
+class PortTaken(StackFailed):
+    """The chosen port was in use by the time the stack bound it."""
 
 
 @dataclass
@@ -43,7 +55,6 @@ class Launched:
 
 
 def launch(
-    port: int,
     interval: int,
     log_path: Path,
     *,
@@ -51,11 +62,24 @@ def launch(
     drop_env: Iterable[str] = (),
     timeout: float = START_TIMEOUT,
 ) -> Launched:
-    """Start the stack on `port` with the monitor every `interval` seconds; return once it is healthy.
+    """Start the stack on a free port with the monitor every `interval` seconds; return once it is
+    healthy. A port taken by another process between its choice and the stack's bind is tried again
+    with another (up to PORT_ATTEMPTS).
 
     `drop_env` names variables of this process's environment the stack must not see (a user's
     REDIS_URL or keys, for a run that must stay on this machine)."""
     dropped = set(drop_env)
+    for _ in range(PORT_ATTEMPTS - 1):
+        try:
+            return _launch(free_port(), interval, log_path, state_dir, dropped, timeout)
+        except PortTaken:
+            continue
+    return _launch(free_port(), interval, log_path, state_dir, dropped, timeout)
+
+
+def _launch(
+    port: int, interval: int, log_path: Path, state_dir: Path | None, dropped: set[str], timeout: float
+) -> Launched:
     env = {k: v for k, v in os.environ.items() if k not in dropped} | {"NO_COLOR": "1"}
     command = [sys.executable, "-m", "local", "--port", str(port), "--interval", str(interval)]
     if state_dir is not None:
@@ -67,7 +91,9 @@ def launch(
     while True:
         if process.poll() is not None or time.monotonic() > deadline:
             launched.stop()
-            raise StackFailed(f"the local stack did not start:\n{log_path.read_text()[-3000:]}")
+            output = log_path.read_text()
+            failure = PortTaken if f"port {port} is in use" in output else StackFailed
+            raise failure(f"the local stack did not start:\n{output[-3000:]}")
         try:
             reply = httpx.get(f"{launched.base}/_local/health", timeout=1)
             if reply.status_code == 200:

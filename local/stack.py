@@ -26,6 +26,7 @@ from typing import Any
 
 from local import keys as local_keys
 from local.aws import DeadLetterWatch, Moto, Poller, Queue, create_queues, create_secrets
+from local.launch import free_port
 from local.runtime import Log, Worker
 from local.server import Frontend, JwtCheck, Route, asgi_app
 from local.template import NO_VALUE, REGION, ROOT, TEMPLATE, FunctionSpec, Resolver, Stack, rate_seconds, read
@@ -53,21 +54,6 @@ class Options:
     verbose: bool = False
     state_dir: Path = local_keys.STATE_DIR
     template: Path = TEMPLATE
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -148,13 +134,22 @@ class LocalStack:
     stop_event: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
     server: Any = None
+    listener: Any = None
     started_at: float = 0.0
 
     # ------------------------------------------------------------------ start
     def start(self) -> None:
         opts = self.options
-        if not port_free(opts.port):
-            raise SystemExit(f"port {opts.port} is in use on 127.0.0.1: pick another with --port")
+        # Hold the HTTP port from the start, so that no server started below (redis-server, moto,
+        # each on a free port) can be given it; uvicorn serves on this very socket.
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self.listener.bind(("127.0.0.1", opts.port))
+        except OSError:
+            self.listener.close()
+            raise SystemExit(f"port {opts.port} is in use on 127.0.0.1: pick another with --port") from None
+        self.listener.listen(128)
         self.started_at = time.time()
         self.keys = local_keys.ensure(opts.state_dir)
         self.stack = stack = read(opts.template)
@@ -332,7 +327,8 @@ class LocalStack:
             lifespan="off",
         )
         self.server = uvicorn.Server(config)
-        self._spawn(self.server.run, "http")
+        server, listener = self.server, self.listener
+        self._spawn(lambda: server.run(sockets=[listener]), "http")
         deadline = time.monotonic() + 10
         while not self.server.started:
             if time.monotonic() > deadline or not self.threads[-1].is_alive():
@@ -449,6 +445,8 @@ class LocalStack:
             poller.join(3)
         for thread in self.threads:
             thread.join(5)
+        if self.listener is not None:
+            self.listener.close()
         with ThreadPoolExecutor(max_workers=max(1, len(self.workers))) as pool:
             list(pool.map(lambda w: w.stop(), self.workers.values()))
         if self.moto is not None:

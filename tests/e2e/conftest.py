@@ -14,7 +14,6 @@ import pytest
 
 from local.keys import LocalKeys, ensure
 from local.launch import StackFailed, launch
-from tests.helpers import free_port
 
 INTERVAL = 2  # seconds between monitor runs
 # Never the user's Redis or keys: the stack starts its own redis-server and sends nothing out.
@@ -62,7 +61,7 @@ def wait_for(check: Callable[[], Any], timeout: float, every: float = 0.2) -> An
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     state_dir: Path = tmp_path_factory.mktemp("local-stack")
     try:
-        launched = launch(free_port(), INTERVAL, state_dir / "stack.log", state_dir=state_dir, drop_env=DROPPED)
+        launched = launch(INTERVAL, state_dir / "stack.log", state_dir=state_dir, drop_env=DROPPED)
     except StackFailed as exc:
         pytest.fail(str(exc))
     http = httpx.Client(base_url=launched.base, timeout=30)
