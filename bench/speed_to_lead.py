@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "common")]
 
 from leadflow.cli import activity_event, ghl_event, sign_activity, sign_ghl  # noqa: E402
+from leadflow.lead_state import lead_prefix  # noqa: E402
 from local.demo import daytime_zone  # noqa: E402
 from local.keys import LocalKeys, ensure  # noqa: E402
 from local.launch import launch  # noqa: E402
@@ -133,7 +134,7 @@ def run(leads: int, rate: float, workers: int) -> None:
         offered = leads / max(1e-9, time.monotonic() - began)
 
         client = redis.Redis.from_url(health["redis_url"], decode_responses=True)
-        queued_ids = {cid for cid in ids if client.keys(f"lf:{{{bench.location_id}:{cid}}}:job:*")}
+        queued_ids = {cid for cid in ids if client.keys(f"{lead_prefix(bench.location_id, cid)}:job:*")}
 
         sent: dict[str, float] = {}
         deadline = time.monotonic() + 60

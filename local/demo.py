@@ -297,9 +297,11 @@ def _outbox(demo: Demo) -> dict[str, dict[str, Any]]:
     try:
         import redis
 
+        from leadflow.followup_store import outbox_key
+
         _, health = demo.api("GET", "/_local/health")
         client = redis.Redis.from_url(health["redis_url"], decode_responses=True, socket_timeout=2)
-        entries = client.lrange(f"lf:{{{demo.location_id}}}:outbox", 0, -1)
+        entries = client.lrange(outbox_key(demo.location_id), 0, -1)
         return {e["job_id"]: e for e in (json.loads(item) for item in entries)}
     except Exception:  # the summary does without the composer column
         return {}

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from leadflow.guardrails import SendCounts
-from leadflow.lead_state import lead_prefix
+from leadflow.lead_state import lead_prefix, location_key
 from leadflow.redis_client import Cache, cache
 
 HISTORY_LIMIT = 200
@@ -54,11 +54,11 @@ def _keys(location_id: str, contact_id: str) -> tuple[str, str, str, str]:
 
 
 def _stats_key(location_id: str) -> str:
-    return f"lf:{{{location_id}}}:stats"
+    return location_key(location_id, "stats")
 
 
-def _outbox_key(location_id: str) -> str:
-    return f"lf:{{{location_id}}}:outbox"
+def outbox_key(location_id: str) -> str:
+    return location_key(location_id, "outbox")
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +182,7 @@ class FollowupStore:
         return {key: int(value) for key, value in raw.items()}
 
     def to_outbox(self, location_id: str, entry: Mapping[str, Any]) -> None:
-        key, payload = _outbox_key(location_id), json.dumps(entry)
+        key, payload = outbox_key(location_id), json.dumps(entry)
 
         def write(r: Any) -> None:
             pipe = r.pipeline(transaction=False)
@@ -193,7 +193,7 @@ class FollowupStore:
         self.cache.run(write)
 
     def outbox(self, location_id: str, limit: int = 100) -> list[dict[str, Any]]:
-        key = _outbox_key(location_id)
+        key = outbox_key(location_id)
         return [json.loads(item) for item in self.cache.run(lambda r: r.lrange(key, 0, limit - 1))]
 
     # The seed's start/stop monitoring.

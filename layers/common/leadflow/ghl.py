@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from leadflow.config import settings
+from leadflow.lead_state import location_key
 from leadflow.redis_client import Cache, cache
 
 API_VERSION = "2021-04-15"
@@ -62,7 +63,7 @@ class RateLimiter:
         self._clock = clock
 
     def acquire(self, location_id: str, sleep: Callable[[float], None] = time.sleep) -> None:
-        key = f"lf:{{{location_id}}}:ghl-bucket"
+        key = location_key(location_id, "ghl-bucket")
         deadline = self._clock() + MAX_WAIT
         while True:
             args = [BUCKET_CAPACITY, BUCKET_CAPACITY / BUCKET_WINDOW, repr(self._clock())]
@@ -75,7 +76,7 @@ class RateLimiter:
 
     def drain(self, location_id: str, seconds: float) -> None:
         """GHL says the allowance is spent: empty the shared bucket for `seconds`."""
-        key = f"lf:{{{location_id}}}:ghl-bucket"
+        key = location_key(location_id, "ghl-bucket")
         refill = BUCKET_CAPACITY / BUCKET_WINDOW
         tokens = repr(-seconds * refill)
         self.cache.run(lambda r: r.hset(key, mapping={"tokens": tokens, "at": repr(self._clock())}))

@@ -92,8 +92,13 @@ def lead_key(location_id: str, contact_id: str) -> str:
     return lead_prefix(location_id, contact_id) + ":lead"
 
 
+def location_key(location_id: str, name: str) -> str:
+    """A key of a whole location (the `{location}` hash tag): its score index, stats, outbox, ..."""
+    return f"lf:{{{location_id}}}:{name}"
+
+
 def index_key(location_id: str) -> str:
-    return f"lf:{{{location_id}}}:scores"
+    return location_key(location_id, "scores")
 
 
 @dataclass(frozen=True, slots=True)
