@@ -24,7 +24,6 @@ from leadflow.observability import count, logger
 from leadflow.scoring import PredictiveSellScore, intent_level, likelihood, score_lead
 from leadflow.signals import Signal
 
-TOP_SIGNALS = 3
 URGENT_BLOCK_HOURS = 4  # an urgent lead may get one monitor job per 4-hour block (the cap still holds)
 
 
@@ -59,6 +58,7 @@ def decide(
     contact_id: str,
     state: LeadState,
     followups: LeadFollowups,
+    limit: guardrails.SendLimits,
     now: datetime,
     config: Settings,
     source: str,
@@ -68,33 +68,20 @@ def decide(
     channel = choose_channel(state, score)
     if channel is None:
         return Decision(None, guardrails.OPTED_OUT)
-    reason = guardrails.blocked(state, channel, now, followups.counts, config)
+    reason = guardrails.blocked(state, channel, now, followups.counts, limit)
     if reason:
         return Decision(None, reason)
     if followups.pending:
         return Decision(None, "pending")
-    limit = guardrails.limits(state, now, config)
     if (
         source == "monitor"
         and score.intent_level != "urgent"
         and not guardrails.in_hours(limit, score.optimal_contact_window)
     ):
         return Decision(None, "outside_window")
-    return Decision(
-        Job(
-            # The monitor and the fast path share the slot's id: a lead gets one of the two, not both.
-            job_id=job_id_for(location_id, contact_id, score, now),
-            lead_id=contact_id,
-            location_id=location_id,
-            channel=channel,
-            source=source,
-            intent_level=score.intent_level,
-            likelihood_score=score.likelihood_score,
-            top_signals=[k.type for k in score.key_signals[:TOP_SIGNALS]],
-            triggered_at=state.last_event,
-        ),
-        None,
-    )
+    # The monitor and the fast path share the slot's id: a lead gets one of the two, not both.
+    job_id = job_id_for(location_id, contact_id, score, now)
+    return Decision(Job.for_score(job_id, location_id, score, channel, source, triggered_at=state.last_event), None)
 
 
 def fast_path_eligible(likelihood_score: float, signal: Signal | None) -> bool:
@@ -118,9 +105,9 @@ def queue_fast_path(
     config = settings()
     fstore = followup_store or FollowupStore()
     at = datetime.fromtimestamp(now, UTC)
-    day_start = guardrails.limits(state, at, config).day_start
-    followups = fstore.followups(location_id, {contact_id: day_start}, now)[contact_id]
-    decision = decide(location_id, contact_id, state, followups, at, config, "fast_path")
+    limit = guardrails.limits(state, at, config)
+    followups = fstore.followups(location_id, {contact_id: limit.day_start}, now)[contact_id]
+    decision = decide(location_id, contact_id, state, followups, limit, at, config, "fast_path")
     if decision.job is None:
         logger.info("fast path: no job", extra={"reason": decision.reason, "location_id": location_id})
         return None
@@ -190,10 +177,10 @@ def run_monitor(
                 fresh[cid] = likelihood(state, at)
                 if fresh[cid] >= config.min_likelihood:
                     hot[cid] = state
-            day_starts = {cid: guardrails.limits(state, now, config).day_start for cid, state in hot.items()}
-            followups = fstore.followups(location_id, day_starts, at)
+            limits = {cid: guardrails.limits(state, now, config) for cid, state in hot.items()}
+            followups = fstore.followups(location_id, {cid: limit.day_start for cid, limit in limits.items()}, at)
             for cid, state in hot.items():
-                decision = decide(location_id, cid, state, followups[cid], now, config, "monitor")
+                decision = decide(location_id, cid, state, followups[cid], limits[cid], now, config, "monitor")
                 if decision.job:
                     jobs.append(decision.job)
                 else:

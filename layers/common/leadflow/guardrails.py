@@ -67,14 +67,14 @@ def in_hours(limit: SendLimits, window: tuple[int, int] | None = None) -> bool:
     return start <= limit.local_hour < end
 
 
-def blocked(state: LeadState, channel: str, now: datetime, counts: SendCounts, config: Settings) -> str | None:
-    """The first reason this lead may not be messaged on `channel` now, or None."""
+def blocked(state: LeadState, channel: str, now: datetime, counts: SendCounts, limit: SendLimits) -> str | None:
+    """The first reason this lead may not be messaged on `channel` now, or None. `limit` is the
+    lead's `limits()` now, which every caller also needs for its day start."""
     profile = state.profile
     if profile.dnd or channel in profile.dnd_channels:
         return OPTED_OUT
     if state.paused_until > now.timestamp():
         return PAUSED
-    limit = limits(state, now, config)
     if counts.today >= limit.max_per_day or (limit.max_per_24h and counts.last_24h >= limit.max_per_24h):
         return DAILY_CAP
     if not in_hours(limit):

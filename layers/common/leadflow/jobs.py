@@ -12,8 +12,10 @@ from typing import Any
 
 from leadflow.config import settings
 from leadflow.errors import InvalidInput
+from leadflow.scoring import PredictiveSellScore
 
 SOURCES = ("monitor", "fast_path", "on_demand")
+TOP_SIGNALS = 3  # the dominant signals a job carries, for the message
 BATCH = 10  # SendMessageBatch's limit
 WRITERS = 8  # parallel SendMessageBatch calls for large runs
 
@@ -31,6 +33,32 @@ class Job:
     message: str | None = None
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat().replace("+00:00", "Z"))
     triggered_at: float | None = None  # epoch of the lead's latest event, for speed-to-lead
+
+    @classmethod
+    def for_score(
+        cls,
+        job_id: str,
+        location_id: str,
+        score: PredictiveSellScore,
+        channel: str,
+        source: str,
+        *,
+        message: str | None = None,
+        triggered_at: float | None = None,
+    ) -> Job:
+        """A job for a lead as scored now: its intent, likelihood and dominant signals."""
+        return cls(
+            job_id=job_id,
+            lead_id=score.lead_id,
+            location_id=location_id,
+            channel=channel,
+            source=source,
+            intent_level=score.intent_level,
+            likelihood_score=score.likelihood_score,
+            top_signals=[k.type for k in score.key_signals[:TOP_SIGNALS]],
+            message=message,
+            triggered_at=triggered_at,
+        )
 
     def to_json(self) -> str:
         return json.dumps({k: v for k, v in asdict(self).items() if v is not None})

@@ -67,7 +67,7 @@ def process_job(job: Job, attempt: int = 1, now: float | None = None) -> Outcome
         return finish(Outcome("skipped", "unknown_lead"), "skipped:unknown_lead")
     limit = guardrails.limits(state, when, config)
     counts = fstore.followups(loc, {cid: limit.day_start}, at)[cid].counts
-    reason = guardrails.blocked(state, job.channel, when, counts, config)
+    reason = guardrails.blocked(state, job.channel, when, counts, limit)
     if reason is None and not state.profile.can_reach(job.channel):
         reason = "unreachable"
     if reason is None and not fstore.reserve(
@@ -131,22 +131,12 @@ def request_send(
     chosen = channel or choose_channel(state, score) or "sms"
     limit = guardrails.limits(state, when, config)
     counts = fstore.followups(location_id, {lead_id: limit.day_start}, at)[lead_id].counts
-    reason = guardrails.blocked(state, chosen, when, counts, config)
+    reason = guardrails.blocked(state, chosen, when, counts, limit)
     if reason:
         raise GuardrailBlocked(reason)
     if not state.profile.can_reach(chosen):
         raise InvalidInput(f"channel: the lead has no {'email address' if chosen == 'email' else 'phone number'}")
-    job = Job(
-        job_id=f"od-{uuid.uuid4()}",
-        lead_id=lead_id,
-        location_id=location_id,
-        channel=chosen,
-        source="on_demand",
-        intent_level=score.intent_level,
-        likelihood_score=score.likelihood_score,
-        top_signals=[k.type for k in score.key_signals[:3]],
-        message=message,
-    )
+    job = Job.for_score(f"od-{uuid.uuid4()}", location_id, score, chosen, "on_demand", message=message)
     if send_jobs([job]):
         raise StoreUnavailable("the follow-up queue is unavailable")
     fstore.count_queued(location_id)
