@@ -43,15 +43,7 @@ def record(lead_id: str, signal: str, hours_ago: float, location: str = "loc-1")
 
 def test_post_with_activity_data_scores_the_seed_example_hot(score_app: Any, lambda_context: Any) -> None:
     body = {"activity_data": workload.seed_example(NOW)}
-    status, reply = call(
-        score_app,
-        lambda_context,
-        "POST",
-        "/leads/x/score",
-        "/leads/{lead_id}/score",
-        body=body,
-        path_params={"lead_id": "x"},
-    )
+    status, reply = call_lead(score_app, lambda_context, "POST", "x", body=body)
     assert status == 200
     assert reply["intent_level"] == "hot"
     assert reply["key_signals"][0]["type"] == "pricing_tool_usage"
@@ -63,15 +55,7 @@ def test_post_with_activity_data_scores_the_seed_example_hot(score_app: Any, lam
 
 def test_malformed_activity_item_is_422_naming_the_field(score_app: Any, lambda_context: Any) -> None:
     body = {"activity_data": {"pricing_tool_uses": [{"timestamp": "yesterday"}]}}
-    status, reply = call(
-        score_app,
-        lambda_context,
-        "POST",
-        "/leads/x/score",
-        "/leads/{lead_id}/score",
-        body=body,
-        path_params={"lead_id": "x"},
-    )
+    status, reply = call_lead(score_app, lambda_context, "POST", "x", body=body)
     assert status == 422
     assert "activity_data.pricing_tool_uses[0].timestamp" in reply["message"]
 

@@ -54,6 +54,12 @@ def api(app: Any, context: Any, method: str, path: str, route: str, **kwargs: An
     return reply["statusCode"], json.loads(reply["body"])
 
 
+def messages_api(app: Any, context: Any, method: str, lead_id: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+    """A request to /leads/{lead_id}/messages."""
+    path, route = f"/leads/{lead_id}/messages", "/leads/{lead_id}/messages"
+    return api(app, context, method, path, route, path_params={"lead_id": lead_id}, **kwargs)
+
+
 # SQS side
 
 
@@ -287,10 +293,9 @@ def test_without_a_claude_key_the_template_is_used(send: Any, lambda_context: An
 
 def test_an_on_demand_send_is_queued_with_202(send: Any, queues: Queues, lambda_context: Any) -> None:
     seed_lead("hot-1", HOT, profile=NOON)
-    status, reply = api(
-        send, lambda_context, "POST", "/leads/hot-1/messages", "/leads/{lead_id}/messages",
-        path_params={"lead_id": "hot-1"}, body={"channel": "sms", "message": "Are you free to talk today?"},
-    )  # fmt: skip
+    status, reply = messages_api(
+        send, lambda_context, "POST", "hot-1", body={"channel": "sms", "message": "Are you free to talk today?"}
+    )
     assert status == 202
     assert reply["status"] == "queued"
     [message] = queues.receive(queues.followup)
@@ -318,14 +323,7 @@ def test_an_on_demand_send_is_409_with_the_first_reason(
     seed_lead("hot-1", HOT, profile=profile)
     if paused:
         LeadStore().set_fields("loc-1", "hot-1", {"g:paused_until": "inf"})
-    status, reply = api(
-        send,
-        lambda_context,
-        "POST",
-        "/leads/hot-1/messages",
-        "/leads/{lead_id}/messages",
-        path_params={"lead_id": "hot-1"},
-    )
+    status, reply = messages_api(send, lambda_context, "POST", "hot-1")
     assert status == 409
     assert reply["reason"] == reason
 
@@ -333,23 +331,13 @@ def test_an_on_demand_send_is_409_with_the_first_reason(
 def test_an_on_demand_send_over_the_cap_is_409_daily_cap(send: Any, lambda_context: Any) -> None:
     seed_lead("hot-1", HOT, profile=NOON)
     deliver(send, lambda_context, *(job(job_id=f"job-{i}") for i in range(3)))
-    status, reply = api(
-        send,
-        lambda_context,
-        "POST",
-        "/leads/hot-1/messages",
-        "/leads/{lead_id}/messages",
-        path_params={"lead_id": "hot-1"},
-    )
+    status, reply = messages_api(send, lambda_context, "POST", "hot-1")
     assert (status, reply["reason"]) == (409, "daily_cap")
 
 
 def test_an_on_demand_send_with_a_bad_channel_is_422(send: Any, lambda_context: Any) -> None:
     seed_lead("hot-1", HOT, profile=NOON)
-    status, reply = api(
-        send, lambda_context, "POST", "/leads/hot-1/messages", "/leads/{lead_id}/messages",
-        path_params={"lead_id": "hot-1"}, body={"channel": "fax"},
-    )  # fmt: skip
+    status, reply = messages_api(send, lambda_context, "POST", "hot-1", body={"channel": "fax"})
     assert status == 422
     assert reply["message"].startswith("channel")
 
@@ -357,25 +345,11 @@ def test_an_on_demand_send_with_a_bad_channel_is_422(send: Any, lambda_context: 
 def test_history_is_newest_first_and_empty_for_an_unknown_lead(send: Any, lambda_context: Any) -> None:
     seed_lead("hot-1", HOT, profile=NOON)
     deliver(send, lambda_context, *(job(job_id=f"job-{i}") for i in range(4)))
-    status, reply = api(
-        send,
-        lambda_context,
-        "GET",
-        "/leads/hot-1/messages",
-        "/leads/{lead_id}/messages",
-        path_params={"lead_id": "hot-1"},
-    )
+    status, reply = messages_api(send, lambda_context, "GET", "hot-1")
     assert status == 200
     assert [m["job_id"] for m in reply["messages"]] == ["job-3", "job-2", "job-1", "job-0"]
     assert reply["messages"][0]["reason"] == "daily_cap"
-    status, reply = api(
-        send,
-        lambda_context,
-        "GET",
-        "/leads/nobody/messages",
-        "/leads/{lead_id}/messages",
-        path_params={"lead_id": "nobody"},
-    )
+    status, reply = messages_api(send, lambda_context, "GET", "nobody")
     assert (status, reply) == (200, {"messages": []})
 
 
@@ -416,9 +390,6 @@ def test_monitoring_without_enabled_is_422(send: Any, lambda_context: Any) -> No
 
 def test_an_urgent_lead_by_on_demand_default_channel_is_sms(send: Any, queues: Queues, lambda_context: Any) -> None:
     seed_lead("urgent-1", URGENT, profile=NOON)
-    status, _ = api(
-        send, lambda_context, "POST", "/leads/urgent-1/messages", "/leads/{lead_id}/messages",
-        path_params={"lead_id": "urgent-1"},
-    )  # fmt: skip
+    status, _ = messages_api(send, lambda_context, "POST", "urgent-1")
     assert status == 202
     assert json.loads(queues.receive(queues.followup)[0]["Body"])["channel"] == "sms"
