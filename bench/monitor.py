@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "common"), str(ROOT.parent / "shared" / "bench")]
+sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "common")]
 
 
 def main() -> None:
@@ -33,8 +33,9 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["MIN_LIKELIHOOD"] = str(args.min_likelihood)
 
-    import workload
+    import shared_workload  # beside this script
 
+    workload = shared_workload.load()  # before anything starts: a missing file is a plain exit
     from tests.helpers import RedisServer, zone_at
 
     server = RedisServer()

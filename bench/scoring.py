@@ -30,8 +30,6 @@ from leadflow.scoring import likelihood, score_lead
 from leadflow.signals import BY_ACTIVITY_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT.parent / "shared" / "bench"))
-import workload  # noqa: E402  (the shared workload lives outside the repository)
 
 NOW = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
 RUNS = 3
@@ -97,6 +95,9 @@ def line(label: str, leads_per_second: float, baseline: float, goal: float | Non
 
 
 def main() -> None:
+    import shared_workload  # beside this script: ../shared/bench/workload.py, or a plain exit
+
+    workload = shared_workload.load()
     pinned = one_core()
     leads = workload.generate(now=NOW)
     n = len(leads)

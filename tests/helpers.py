@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -223,3 +224,19 @@ URGENT = {
     "market_report_engagement": 2,
     "property_search": 3,
 }
+
+
+def seed_example(now: datetime) -> dict[str, list[dict[str, str]]]:
+    """The seed's worked example as `activity_data`: two pricing-tool uses today (5 h and 1 h ago),
+    an agent call yesterday (20 h ago), neighbourhood research today (6 h ago). Timestamps are UTC
+    without a zone, as the seed writes them. (The same lead as the benches' shared workload gives,
+    kept here so that the suite needs nothing outside the repository.)"""
+
+    def ts(hours: float) -> str:
+        return (now - timedelta(hours=hours)).astimezone(UTC).replace(tzinfo=None).isoformat()
+
+    return {
+        "pricing_tool_uses": [{"timestamp": ts(5)}, {"timestamp": ts(1)}],
+        "agent_inquiries": [{"timestamp": ts(20), "type": "call"}],
+        "neighborhood_research": [{"timestamp": ts(6)}],
+    }

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from tests.helpers import ROOT, http_event, load_app
-
-sys.path.insert(0, str(ROOT.parent / "shared" / "bench"))
-import workload
+from tests.helpers import http_event, load_app, seed_example
 
 NOW = datetime.now(UTC)
 
@@ -42,7 +38,7 @@ def record(lead_id: str, signal: str, hours_ago: float, location: str = "loc-1")
 
 
 def test_post_with_activity_data_scores_the_seed_example_hot(score_app: Any, lambda_context: Any) -> None:
-    body = {"activity_data": workload.seed_example(NOW)}
+    body = {"activity_data": seed_example(NOW)}
     status, reply = call_lead(score_app, lambda_context, "POST", "x", body=body)
     assert status == 200
     assert reply["intent_level"] == "hot"

@@ -8,7 +8,6 @@ pin the worked cases (the seed's example is hot, trends read time, the channel f
 from __future__ import annotations
 
 import math
-import sys
 import zoneinfo
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -21,10 +20,7 @@ from leadflow.activity import state_from_activity
 from leadflow.lead import LeadState, Profile
 from leadflow.scoring import PredictiveSellScore, intent_level, likelihood, score_lead, trend
 from leadflow.signals import SPEC, Signal
-from tests.helpers import ROOT
-
-sys.path.insert(0, str(ROOT.parent / "shared" / "bench"))
-import workload
+from tests.helpers import seed_example
 
 NOW = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
 T = NOW.timestamp()
@@ -99,12 +95,12 @@ def test_forty_of_the_strongest_events_thirty_days_old_are_still_cold() -> None:
 
 
 def test_the_seed_worked_example_is_hot() -> None:
-    result = score(state_from_activity(workload.seed_example(NOW)))
+    result = score(state_from_activity(seed_example(NOW)))
     assert result.intent_level == "hot"
 
 
 def test_the_seed_worked_example_is_explained_by_pricing_tool_usage_first() -> None:
-    result = score(state_from_activity(workload.seed_example(NOW)))
+    result = score(state_from_activity(seed_example(NOW)))
     assert [k.type for k in result.key_signals] == [
         "pricing_tool_usage",
         "agent_inquiry",
@@ -353,5 +349,5 @@ def test_events_one_at_a_time_agree_with_activity_data_in_bulk(evts: list[Event]
 
 
 def test_likelihood_alone_matches_the_full_score() -> None:
-    state = state_from_activity(workload.seed_example(NOW))
+    state = state_from_activity(seed_example(NOW))
     assert math.isclose(likelihood(state, T), score(state).likelihood_score)
