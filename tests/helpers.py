@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -118,18 +119,23 @@ def http_event(
     return event
 
 
+CLOSE = -1  # a StubServer reply: read the request, then close the connection without answering
+
+
 class StubServer:
     """A local HTTP stand-in (for GHL or the Anthropic API): replies from a script, records requests.
 
     `replies` maps "METHOD /path" to a list of (status, headers, json body); the last one repeats.
+    Faults: status CLOSE reads the request and closes the connection without a reply; a header
+    `X-Stub-Delay: <seconds>` answers that late. `on_request(request)` runs before each reply.
     """
 
     def __init__(self, replies: dict[str, list[tuple[int, dict[str, str], Any]]]) -> None:
-        import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         self.replies = replies
         self.requests: list[dict[str, Any]] = []
+        self.on_request: Any = None
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -142,6 +148,13 @@ class StubServer:
                 )
                 script = stub.replies.get(key) or [(404, {}, {"message": "not found"})]
                 status, headers, body = script.pop(0) if len(script) > 1 else script[0]
+                if stub.on_request:
+                    stub.on_request(stub.requests[-1])
+                if status == CLOSE:
+                    self.close_connection = True
+                    return
+                headers = dict(headers)
+                threading.Event().wait(float(headers.pop("X-Stub-Delay", 0)))  # tests may stub time.sleep
                 payload = json.dumps(body).encode()
                 self.send_response(status)
                 for name, value in {"Content-Type": "application/json", **headers}.items():
@@ -240,3 +253,11 @@ def seed_example(now: datetime) -> dict[str, list[dict[str, str]]]:
         "agent_inquiries": [{"timestamp": ts(20), "type": "call"}],
         "neighborhood_research": [{"timestamp": ts(6)}],
     }
+
+
+def claude_reply(text: str) -> tuple[int, dict[str, str], dict[str, Any]]:
+    return 200, {}, {
+        "id": "msg_01", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
+        "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "stop_sequence": None,
+        "usage": {"input_tokens": 120, "output_tokens": 30},
+    }  # fmt: skip

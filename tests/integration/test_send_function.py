@@ -6,22 +6,15 @@ from __future__ import annotations
 import json
 import multiprocessing
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
-from leadflow.config import settings
 from tests.conftest import Queues
-from tests.helpers import HOT, URGENT, StubServer, http_event, load_app, seed_lead, sqs_event, zone_at
+from tests.helpers import HOT, URGENT, StubServer, http_event, seed_lead, sqs_event, zone_at
 
 NOON = {"timezone": zone_at(12), "first_name": "Ana"}
-
-
-@pytest.fixture
-def send(redis_url: str, queues: Queues) -> Any:
-    return load_app("send")
 
 
 def job(lead_id: str = "hot-1", job_id: str = "job-1", **fields: Any) -> str:
@@ -157,18 +150,6 @@ def test_the_cap_holds_under_concurrent_senders_in_separate_processes(redis_url:
 # Live sending against a local GHL stand-in
 
 
-@pytest.fixture
-def ghl(monkeypatch: pytest.MonkeyPatch) -> Iterator[StubServer]:
-    server = StubServer({"POST /conversations/messages": [(200, {}, {"messageId": "m-1", "conversationId": "c-1"})]})
-    monkeypatch.setenv("GHL_API_KEY", "pit-test-token")
-    monkeypatch.setenv("GHL_API_BASE_URL", server.url)
-    monkeypatch.setenv("SEND_MODE", "live")
-    monkeypatch.setattr(time, "sleep", lambda seconds: None)
-    settings.cache_clear()
-    yield server
-    server.close()
-
-
 def test_live_sms_posts_to_ghl_with_bearer_and_version(send: Any, ghl: StubServer, lambda_context: Any) -> None:
     seed_lead("hot-1", HOT, profile=NOON)
     assert deliver(send, lambda_context, job()) == {"batchItemFailures": []}
@@ -237,24 +218,6 @@ def test_a_4xx_is_recorded_as_failed_with_the_reason(send: Any, ghl: StubServer,
 
 
 # Claude against a local Anthropic stand-in
-
-
-def claude_reply(text: str) -> tuple[int, dict[str, str], dict[str, Any]]:
-    return 200, {}, {
-        "id": "msg_01", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
-        "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "stop_sequence": None,
-        "usage": {"input_tokens": 120, "output_tokens": 30},
-    }  # fmt: skip
-
-
-@pytest.fixture
-def anthropic_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[StubServer]:
-    server = StubServer({"POST /v1/messages": [claude_reply("Saw you checking home values - want a quick estimate?")]})
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
-    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
-    settings.cache_clear()
-    yield server
-    server.close()
 
 
 def test_claude_writes_the_message(send: Any, anthropic_api: StubServer, lambda_context: Any) -> None:

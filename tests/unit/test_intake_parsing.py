@@ -118,9 +118,13 @@ def test_the_webhook_id_deduplicates_and_without_it_the_body_hash_does() -> None
     assert ghl.dedupe_id(payload, b"x") != ghl.dedupe_id(payload, b"y")
 
 
-def test_timestamps_outside_five_minutes_are_signature_errors() -> None:
+def test_ghl_timestamps_over_two_hours_old_or_five_minutes_ahead_are_signature_errors() -> None:
+    # now is 2026-11-23T14:05:00Z
     with pytest.raises(SignatureError):
-        parse_ghl("contact_create", timestamp="2026-11-23T13:59:59Z")
+        parse_ghl("contact_create", timestamp="2026-11-23T12:04:59Z")
+    with pytest.raises(SignatureError):
+        parse_ghl("contact_create", timestamp="2026-11-23T14:10:01Z")
+    assert parse_ghl("contact_create", timestamp="2026-11-23T12:05:01Z").actions
     assert parse_ghl("contact_create", timestamp="2026-11-23T14:09:59+00:00").actions
 
 

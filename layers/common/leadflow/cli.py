@@ -149,7 +149,7 @@ def _send_webhook(args: argparse.Namespace, console: Any) -> int:
     if args.file:
         payload = json.loads(Path(args.file).read_text())
         if kind == "ghl" and isinstance(payload, dict) and not args.keep_timestamp:
-            payload |= {"timestamp": now_iso(), "webhookId": str(uuid.uuid4())}  # GHL's window is 5 minutes
+            payload |= {"timestamp": now_iso(), "webhookId": str(uuid.uuid4())}  # inside GHL's window
     elif kind == "ghl":
         payload = ghl_event(args.type, args.location_id, args.contact_id, firstName="Test", phone="+16175550100")
     elif kind == "activity":

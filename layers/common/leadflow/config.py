@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     sending_hours: Annotated[tuple[int, int], NoDecode] = (8, 21)  # "8-21", not JSON
     default_timezone: str = "America/New_York"
     stop_on_reply_hours: float = Field(48.0, ge=0)
+    lead_ttl_days: int = Field(180, ge=1)
 
     @field_validator("sending_hours", mode="before")
     @classmethod

@@ -1,9 +1,14 @@
 """What leadflow keeps about follow-ups in Redis, beside each lead's state (same hash tag):
 
 lf:{loc:cid}:sends      zset   job id -> epoch of each reserved send (the daily cap and 24 h limit)
+lf:{loc:cid}:jobs       hash   job id -> its state: reserved -> sending:<attempt> -> sent | failed | skipped
 lf:{loc:cid}:pending    string the job in flight for the lead (one at a time, from monitor/fast path)
 lf:{loc:cid}:job:<id>   string a job id ever queued (a repeated monitor run queues nothing new)
-lf:{loc:cid}:messages   list   the lead's message history, newest first (JSON)
+lf:{loc:cid}:messages   list   the lead's message history, newest first (JSON), ending with the lead
+
+A job's state is written before each act: `reserved` with its place under the cap, `sending:<attempt>`
+right before the GHL request. A job found in `sending` was interrupted with its outcome unknown and is
+never sent again.
 lf:{loc}:outbox         list   dry-run messages, newest first (JSON)
 lf:{loc}:stats          hash   queued, sent, failed, skipped:<reason>
 lf:monitoring           string "0" when monitoring is switched off
@@ -22,22 +27,52 @@ from leadflow.redis_client import Cache, cache
 
 HISTORY_LIMIT = 200
 OUTBOX_LIMIT = 1000
+DEFAULT_TTL = 180 * 86_400  # LEAD_TTL_DAYS' default
 PENDING_TTL = 6 * 3600  # a job lost in flight frees its lead after this
 JOB_MARK_TTL = 3 * 86_400
+JOBS_TTL = 3 * 86_400  # job states outlive every redelivery of their SQS message
 MONITORING = "lf:monitoring"
+RESERVED, SENDING = "reserved", "sending"
+ENDED = ("sent", "failed", "skipped", "handed_off")
 
-# KEYS: sends. ARGV: job id, now, day start, max per day, max per 24 h (0: none).
-# 1 = reserved (or already held by this job), 0 = over a cap. Atomic: no number of concurrent
-# senders can exceed the cap.
+# KEYS: sends, jobs. ARGV: job id, now, day start, max per day, max per 24 h (0: none).
+# Returns "reserved" (now, or already by this job), "over_cap", or the state the job reached before
+# (sending:..., sent, ...), which is never reserved again. Atomic: no number of concurrent senders
+# can exceed the cap, and a retried call answers as the first did.
 _RESERVE = """
-local sends, job, now = KEYS[1], ARGV[1], tonumber(ARGV[2])
+local sends, jobs, job, now = KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2])
+local state = redis.call('HGET', jobs, job)
+if state and state ~= 'reserved' then return state end
 redis.call('ZREMRANGEBYSCORE', sends, '-inf', now - 3 * 86400)
-if redis.call('ZSCORE', sends, job) then return 1 end
-if redis.call('ZCOUNT', sends, ARGV[3], '+inf') >= tonumber(ARGV[4]) then return 0 end
-local per24 = tonumber(ARGV[5])
-if per24 > 0 and redis.call('ZCOUNT', sends, now - 86400, '+inf') >= per24 then return 0 end
-redis.call('ZADD', sends, now, job)
-redis.call('EXPIRE', sends, 3 * 86400)
+if not redis.call('ZSCORE', sends, job) then
+  if redis.call('ZCOUNT', sends, ARGV[3], '+inf') >= tonumber(ARGV[4]) then return 'over_cap' end
+  local per24 = tonumber(ARGV[5])
+  if per24 > 0 and redis.call('ZCOUNT', sends, now - 86400, '+inf') >= per24 then return 'over_cap' end
+  redis.call('ZADD', sends, now, job)
+  redis.call('EXPIRE', sends, 3 * 86400)
+end
+redis.call('HSET', jobs, job, 'reserved')
+redis.call('EXPIRE', jobs, tonumber(ARGV[6]))
+return 'reserved'
+"""
+
+# KEYS: jobs. ARGV: job id, attempt token. reserved (or this attempt's own mark) -> sending:<token>.
+# Returns 1 when this attempt may send, 0 when another attempt holds or ended the job.
+_BEGIN_SEND = """
+local state = redis.call('HGET', KEYS[1], ARGV[1])
+local mine = 'sending:' .. ARGV[2]
+if state ~= 'reserved' and state ~= mine then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], mine)
+return 1
+"""
+
+# KEYS: sends, jobs. ARGV: job id, attempt token. A send that certainly did not happen gives its
+# place under the cap back and its state, when this attempt still holds the job.
+_UNRESERVE = """
+local state = redis.call('HGET', KEYS[2], ARGV[1])
+if state ~= 'reserved' and state ~= 'sending:' .. ARGV[2] then return 0 end
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
 return 1
 """
 
@@ -51,6 +86,10 @@ return 0
 def _keys(location_id: str, contact_id: str) -> tuple[str, str, str, str]:
     prefix = lead_prefix(location_id, contact_id)
     return prefix + ":sends", prefix + ":pending", prefix + ":job:", prefix + ":messages"
+
+
+def _jobs_key(location_id: str, contact_id: str) -> str:
+    return lead_prefix(location_id, contact_id) + ":jobs"
 
 
 def _stats_key(location_id: str) -> str:
@@ -72,6 +111,8 @@ class FollowupStore:
         self.cache = store or cache()
         self._reserve = self.cache.register_script(_RESERVE)
         self._release = self.cache.register_script(_RELEASE)
+        self._begin_send = self.cache.register_script(_BEGIN_SEND)
+        self._unreserve = self.cache.register_script(_UNRESERVE)
 
     # Guardrail inputs, many leads in one round trip.
     def followups(self, location_id: str, leads: Mapping[str, float], now: float) -> dict[str, LeadFollowups]:
@@ -143,28 +184,45 @@ class FollowupStore:
         _, pending, _, _ = _keys(location_id, contact_id)
         self.cache.run(lambda r: self._release(keys=[pending], args=[job_id], client=r))
 
+    # A job's states, each written before the act it announces.
+    def job_state(self, location_id: str, contact_id: str, job_id: str) -> str | None:
+        key = _jobs_key(location_id, contact_id)
+        return self.cache.run(lambda r: r.hget(key, job_id))
+
     def reserve(
         self, location_id: str, contact_id: str, job_id: str, now: float, day_start: float, max_day: int, max_24h: int
-    ) -> bool:
-        sends = _keys(location_id, contact_id)[0]
-        args = [job_id, repr(now), repr(day_start), max_day, max_24h]
-        return bool(self.cache.run(lambda r: self._reserve(keys=[sends], args=args, client=r)))
+    ) -> str:
+        """Take the job's place under the caps: "reserved", "over_cap", or the state it had reached."""
+        keys = [_keys(location_id, contact_id)[0], _jobs_key(location_id, contact_id)]
+        args = [job_id, repr(now), repr(day_start), max_day, max_24h, JOBS_TTL]
+        return str(self.cache.run(lambda r: self._reserve(keys=keys, args=args, client=r)))
 
-    def unreserve(self, location_id: str, contact_id: str, job_id: str) -> None:
-        """A send that did not happen gives its place under the cap back."""
-        sends = _keys(location_id, contact_id)[0]
-        self.cache.run(lambda r: r.zrem(sends, job_id))
+    def begin_send(self, location_id: str, contact_id: str, job_id: str, attempt: str) -> bool:
+        """Mark the job `sending` right before the GHL request; False when another attempt has it."""
+        keys, args = [_jobs_key(location_id, contact_id)], [job_id, attempt]
+        return bool(self.cache.run(lambda r: self._begin_send(keys=keys, args=args, client=r)))
+
+    def unreserve(self, location_id: str, contact_id: str, job_id: str, attempt: str) -> None:
+        """A send that certainly did not happen gives its place under the cap back."""
+        keys = [_keys(location_id, contact_id)[0], _jobs_key(location_id, contact_id)]
+        self.cache.run(lambda r: self._unreserve(keys=keys, args=[job_id, attempt], client=r))
 
     # What happened.
-    def log(self, location_id: str, contact_id: str, entry: Mapping[str, Any], stat: str) -> None:
-        """Append to the lead's history and count the outcome (`sent`, `failed`, `skipped:<reason>`)."""
+    def log(
+        self, location_id: str, contact_id: str, entry: Mapping[str, Any], stat: str, ttl: int = DEFAULT_TTL
+    ) -> None:
+        """End the job: its final state, an entry in the lead's history (which ends `ttl` seconds
+        after, with the lead), and the outcome's count (`sent`, `failed`, `skipped:<reason>`)."""
         history = _keys(location_id, contact_id)[3]
-        payload = json.dumps(entry)
+        jobs, job_id, payload = _jobs_key(location_id, contact_id), str(entry["job_id"]), json.dumps(entry)
 
         def write(r: Any) -> None:
             pipe = r.pipeline(transaction=False)
+            pipe.hset(jobs, job_id, str(entry["status"]))
+            pipe.expire(jobs, JOBS_TTL)
             pipe.lpush(history, payload)
             pipe.ltrim(history, 0, HISTORY_LIMIT - 1)
+            pipe.expire(history, ttl)
             pipe.hincrby(_stats_key(location_id), stat, 1)
             pipe.execute()
 

@@ -3,7 +3,10 @@ that every concurrent sender shares (a Redis token bucket per location: GHL allo
 10 seconds per location), honouring 429 Retry-After and the X-RateLimit-* headers.
 
 Outcomes: sent (the message id), PermanentFailure (a 4xx other than 429: recorded as failed with
-the reason), TransientFailure (5xx, network, or still rate-limited: handed back to SQS to retry).
+the reason), TransientFailure (the request certainly never reached GHL or was refused unprocessed:
+a connect error, a 429, a 5xx; handed back to SQS to retry), OutcomeUnknown (the request may have
+reached GHL: a read timeout, a connection reset after the request was written). GHL's send API has
+no idempotency key, so a request whose outcome is unknown is never repeated, here or by SQS.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import httpx
 
 from leadflow.config import settings
 from leadflow.lead_state import location_key
+from leadflow.observability import logger
 from leadflow.redis_client import Cache, cache
 
 API_VERSION = "2021-04-15"
@@ -53,7 +57,15 @@ class PermanentFailure(DeliveryError):
 
 
 class TransientFailure(DeliveryError):
-    """GHL or the network failed (5xx, timeout, rate limit): SQS retries the job."""
+    """GHL certainly did not send (connect error, 5xx, rate limit): SQS retries the job."""
+
+
+class OutcomeUnknown(DeliveryError):
+    """GHL may have sent the message: never repeat the request."""
+
+
+# Errors raised before a byte of the request left: the only network errors that may be retried.
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 class RateLimiter:
@@ -109,8 +121,10 @@ def send_message(
     subject: str | None = None,
     limiter: RateLimiter | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    before_post: Callable[[], None] = lambda: None,
 ) -> str:
-    """Send through GHL; returns GHL's message id."""
+    """Send through GHL; returns GHL's message id. `before_post` runs right before each request,
+    after any rate-limit wait: the last chance to stop (it raises) and to record the attempt."""
     config = settings()
     token = config.ghl_token()
     if not token:
@@ -121,19 +135,22 @@ def send_message(
     payload = _payload(contact_id, channel, body, subject)
     for attempt in range(1, MAX_ATTEMPTS + 1):
         limiter.acquire(location_id, sleep)
+        before_post()
         try:
             response = http().post(url, json=payload, headers=headers)
-        except httpx.HTTPError as exc:
+        except NOT_SENT as exc:
             if attempt == MAX_ATTEMPTS:
                 raise TransientFailure(f"network: {type(exc).__name__}") from exc
             sleep(0.2 * 2**attempt)
             continue
+        except httpx.HTTPError as exc:  # read timeout, reset, protocol error: GHL may have the message
+            raise OutcomeUnknown(f"outcome_unknown: {type(exc).__name__}") from exc
         if response.headers.get("X-RateLimit-Remaining") == "0":
             interval = float(response.headers.get("X-RateLimit-Interval-Milliseconds", "10000")) / 1000
-            limiter.drain(location_id, interval)
+            _drain(limiter, location_id, interval)
         if response.status_code == 429:
             wait = _retry_after(response)
-            limiter.drain(location_id, wait)
+            _drain(limiter, location_id, wait)
             if attempt == MAX_ATTEMPTS or wait > MAX_WAIT:
                 raise TransientFailure("rate_limited")
             sleep(wait)
@@ -145,6 +162,15 @@ def send_message(
         data = _json(response)
         return str(data.get("messageId") or data.get("id") or data.get("conversationId") or "")
     raise TransientFailure("rate_limited")
+
+
+def _drain(limiter: RateLimiter, location_id: str, seconds: float) -> None:
+    """Share GHL's word that the allowance is spent; a Redis failure here must not turn a reply
+    (perhaps a message GHL accepted) into an error that gets the job sent again."""
+    try:
+        limiter.drain(location_id, seconds)
+    except Exception as exc:
+        logger.warning("rate limit not shared", extra={"location_id": location_id, "error": type(exc).__name__})
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:

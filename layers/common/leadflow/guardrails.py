@@ -71,7 +71,7 @@ def blocked(state: LeadState, channel: str, now: datetime, counts: SendCounts, l
     """The first reason this lead may not be messaged on `channel` now, or None. `limit` is the
     lead's `limits()` now, which every caller also needs for its day start."""
     profile = state.profile
-    if profile.dnd or channel in profile.dnd_channels:
+    if profile.opted_out_of(channel):
         return OPTED_OUT
     if state.paused_until > now.timestamp():
         return PAUSED

@@ -51,11 +51,15 @@ class Profile:
     area_code: str | None = None  # of the phone number; the number itself is not kept
     has_phone: bool = True
     has_email: bool = True
-    dnd: bool = False
-    dnd_channels: frozenset[str] = frozenset()  # channels opted out of: "sms", "email", "call"
+    dnd: bool = False  # GHL's contact-wide DND; only a later GHL contact event changes it
+    dnd_channels: frozenset[str] = frozenset()  # GHL's per-channel DND: "sms", "email", "call"
+    opted_out: bool = False  # an inbound STOP-family reply; START/UNSTOP/YES lifts this, nothing else
+
+    def opted_out_of(self, channel: str) -> bool:
+        return self.dnd or self.opted_out or channel in self.dnd_channels
 
     def can_reach(self, channel: str) -> bool:
-        if self.dnd or channel in self.dnd_channels:
+        if self.opted_out_of(channel):
             return False
         if channel == "email":
             return self.has_email
@@ -88,8 +92,9 @@ class LeadState:
 
 
 # Guardrail state, as the webhook records it and the monitor and send function read it:
-# - opted out: `profile.dnd` (every channel: GHL's boolean DND, or an inbound STOP-family keyword)
-#   or a channel in `profile.dnd_channels` (GHL's per-channel dndSettings); START/UNSTOP clears both.
+# - opted out: `profile.dnd` (every channel: GHL's boolean DND), a channel in `profile.dnd_channels`
+#   (GHL's per-channel dndSettings), or `profile.opted_out` (an inbound STOP-family keyword, which
+#   START/UNSTOP/YES lifts; GHL's own DND changes only with a newer GHL contact event).
 # - paused: `paused_until` (epoch seconds) in the future. A reply pauses for STOP_ON_REPLY_HOURS; a
 #   booked appointment or a won/lost opportunity pauses for good (math.inf).
 PAUSED_FOR_GOOD = math.inf

@@ -4,7 +4,8 @@ Keys share the hash tag `{location:contact}`, so each lead's keys sit in one clu
 Lua scripts run there; the score index is one sorted set per location (`{location}` tag):
 
     lf:{loc:cid}:lead      hash   s:<signal> "count last decayed long", h<utc hour> count,
-                                  p:<profile field>, g:paused_until, g:outcome, first_seen, updated
+                                  p:<profile field> and tp:<its event time>, g:paused_until,
+                                  g:outcome, first_seen, updated
     lf:{loc:cid}:seen:<id> string de-duplication of events, expiring after DEDUPE_TTL
     lf:{loc}:scores        zset   contact id -> likelihood at its last update (an upper bound now)
     lf:locations           set    every location seen
@@ -34,6 +35,8 @@ CANDIDATE_PAGE = 1000
 # key must hash to the lead's slot). ARGV: signal ("" for none), at, decay rate, long decay
 # rate, utc hour, dedupe ttl, lead ttl, then field/value pairs to set ("" value deletes the field;
 # a "max:" prefix on the name keeps the larger number, so a short pause never cuts a longer one).
+# A profile field (p:<name>) keeps the time of the event that set it (tp:<name>) and takes a value
+# only from an event at least as new: a late, older event never overwrites a newer one.
 # Returns 0 for a duplicate, else the lead's fields after the update.
 _RECORD = """
 if KEYS[2] and not redis.call('SET', KEYS[2], '1', 'NX', 'EX', tonumber(ARGV[6])) then
@@ -67,18 +70,24 @@ if sig ~= '' then
 end
 for i = 8, #ARGV, 2 do
   local name, value = ARGV[i], ARGV[i + 1]
+  local newest = true
   if string.sub(name, 1, 4) == 'max:' then
     name = string.sub(name, 5)
     local cur = tonumber(redis.call('HGET', lead, name) or '')
-    if cur == nil or cur < tonumber(value) then redis.call('HSET', lead, name, value) end
-  elseif value == '' then
+    newest = cur == nil or cur < tonumber(value)
+  elseif string.sub(name, 1, 2) == 'p:' then
+    local set_at = tonumber(redis.call('HGET', lead, 't' .. name) or '')
+    newest = set_at == nil or set_at <= at
+    if newest then redis.call('HSET', lead, 't' .. name, ARGV[2]) end
+  end
+  if newest and value == '' then
     redis.call('HDEL', lead, name)
-  else
+  elseif newest then
     redis.call('HSET', lead, name, value)
   end
 end
 redis.call('HSETNX', lead, 'first_seen', ARGV[2])
-redis.call('HSET', lead, 'updated', ARGV[2])
+if (tonumber(redis.call('HGET', lead, 'updated') or '') or 0) < at then redis.call('HSET', lead, 'updated', ARGV[2]) end
 redis.call('EXPIRE', lead, tonumber(ARGV[7]))
 return redis.call('HGETALL', lead)
 """
@@ -124,7 +133,7 @@ def encode_profile(profile: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
-_BOOL_FIELDS = {"has_phone", "has_email", "dnd"}
+_BOOL_FIELDS = {"has_phone", "has_email", "dnd", "opted_out"}
 
 
 def decode_state(fields: Mapping[str, str]) -> LeadState:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,8 +20,9 @@ from leadflow.compose import compose
 from leadflow.config import settings
 from leadflow.errors import GuardrailBlocked, InvalidInput, LeadNotFound, StoreUnavailable
 from leadflow.followup import choose_channel
-from leadflow.followup_store import FollowupStore
+from leadflow.followup_store import RESERVED, SENDING, FollowupStore
 from leadflow.jobs import Job, followup_queue_url, send_jobs, sqs
+from leadflow.lead import LeadState
 from leadflow.lead_state import LeadStore
 from leadflow.observability import count, logger
 from leadflow.scoring import score_lead
@@ -28,6 +30,8 @@ from leadflow.scoring import score_lead
 # The template's default redrive count, used when the queue's own RedrivePolicy cannot be read: a job
 # failing this often goes to the DLQ, and is recorded as failed on its last attempt.
 MAX_RECEIVES = 5
+OUTCOME_UNKNOWN = "outcome_unknown"
+NO_COUNTS = guardrails.SendCounts(0, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,23 +49,37 @@ def _iso(at: float) -> str:
 
 
 def process_job(job: Job, attempt: int = 1, now: float | None = None) -> Outcome:
-    """Send one job, or skip it with a reason. Raises ghl.TransientFailure for SQS to retry."""
+    """Send one job at most once, or end it with a reason; every end is in the lead's history.
+
+    The job's state is written before each act (reserved, then sending right before the request),
+    and the rules are read again right before it. Raises ghl.TransientFailure, only when the
+    message was certainly not sent, for SQS to retry.
+    """
     at = time.time() if now is None else now
     when = datetime.fromtimestamp(at, UTC)
     config = settings()
     store = LeadStore()
     fstore = FollowupStore(store.cache)
     loc, cid = job.location_id, job.lead_id
+    token = uuid.uuid4().hex  # this attempt, so a retried Redis call is recognised as its own
 
     def finish(outcome: Outcome, stat: str) -> Outcome:
         entry = {"job_id": job.job_id, "channel": job.channel, "status": outcome.status, "at": _iso(at)}
         entry |= {"reason": outcome.reason} if outcome.reason else {}
         entry |= {"body": outcome.body} if outcome.body else {}
-        fstore.log(loc, cid, entry, stat)
+        fstore.log(loc, cid, entry, stat, ttl=config.lead_ttl_days * 86_400)
         fstore.release(loc, cid, job.job_id)
         logger.info("job ended", extra={"job_id": job.job_id, "status": outcome.status, "reason": outcome.reason})
         return outcome
 
+    def unknown(cause: str) -> Outcome:
+        count("MessagesOutcomeUnknown", channel=job.channel)
+        logger.error("job outcome unknown: never sent again", extra={"job_id": job.job_id, "cause": cause})
+        return finish(Outcome("failed", OUTCOME_UNKNOWN), "failed")
+
+    prior = fstore.job_state(loc, cid, job.job_id)
+    if prior is not None and prior != RESERVED:
+        return _resumed(job, prior, unknown)
     state = store.load(loc, cid)
     if state is None:
         return finish(Outcome("skipped", "unknown_lead"), "skipped:unknown_lead")
@@ -70,35 +88,49 @@ def process_job(job: Job, attempt: int = 1, now: float | None = None) -> Outcome
     reason = guardrails.blocked(state, job.channel, when, counts, limit)
     if reason is None and not state.profile.can_reach(job.channel):
         reason = "unreachable"
-    if reason is None and not fstore.reserve(
-        loc, cid, job.job_id, at, limit.day_start, limit.max_per_day, limit.max_per_24h
-    ):
-        reason = guardrails.DAILY_CAP
+    if reason is None:
+        reserved = fstore.reserve(loc, cid, job.job_id, at, limit.day_start, limit.max_per_day, limit.max_per_24h)
+        if reserved == "over_cap":
+            reason = guardrails.DAILY_CAP
+        elif reserved != RESERVED:  # a concurrent delivery of the job moved it on
+            return _resumed(job, reserved, unknown)
     if reason:
         count("MessagesSkipped", reason=reason)
         return finish(Outcome("skipped", reason), f"skipped:{reason}")
 
     message = compose(job.channel, job.top_signals, job.intent_level, state.profile.first_name, job.message)
+
+    def before_post() -> None:
+        """The last moment before the act: the rules again (a STOP may have come in while the message
+        was written or the rate limit waited), then the state `sending`."""
+        moment = datetime.now(UTC) if now is None else when
+        reason = recheck(store.load(loc, cid), job.channel, moment)
+        if reason:
+            raise GuardrailBlocked(reason)
+        if not fstore.begin_send(loc, cid, job.job_id, token):
+            raise JobTaken(job.job_id)
+
     try:
         if config.send_mode == "live":
-            ghl.send_message(loc, cid, job.channel, message.body, message.subject)
+            ghl.send_message(loc, cid, job.channel, message.body, message.subject, before_post=before_post)
         else:
-            outbox = {
-                "job_id": job.job_id,
-                "lead_id": cid,
-                "channel": job.channel,
-                "body": message.body,
-                "at": _iso(at),
-            }
-            outbox |= {"subject": message.subject} if message.subject else {}
-            outbox |= {"source": job.source, "composer": message.source, "intent_level": job.intent_level}
-            fstore.to_outbox(loc, outbox)
+            before_post()
+            fstore.to_outbox(loc, _outbox_entry(job, message.body, message.subject, message.source, at))
+    except JobTaken:
+        logger.warning("job taken by another delivery", extra={"job_id": job.job_id})
+        return Outcome("skipped", "in_flight")
+    except GuardrailBlocked as exc:
+        fstore.unreserve(loc, cid, job.job_id, token)
+        count("MessagesSkipped", reason=exc.reason)
+        return finish(Outcome("skipped", exc.reason), f"skipped:{exc.reason}")
+    except ghl.OutcomeUnknown as exc:
+        return unknown(exc.reason)
     except ghl.PermanentFailure as exc:
-        fstore.unreserve(loc, cid, job.job_id)
+        fstore.unreserve(loc, cid, job.job_id, token)
         count("MessagesFailed", channel=job.channel)
         return finish(Outcome("failed", exc.reason), "failed")
     except ghl.TransientFailure as exc:
-        fstore.unreserve(loc, cid, job.job_id)
+        fstore.unreserve(loc, cid, job.job_id, token)
         if attempt >= max_receives():
             count("MessagesFailed", channel=job.channel)
             finish(Outcome("failed", exc.reason), "failed")
@@ -106,7 +138,33 @@ def process_job(job: Job, attempt: int = 1, now: float | None = None) -> Outcome
     count("MessagesSent", channel=job.channel)
     if job.triggered_at:
         count("SpeedToLeadSeconds", max(0.0, at - job.triggered_at), unit=MetricUnit.Seconds, source=job.source)
-    return finish(Outcome("sent", None, message.body), "sent")
+    outcome = Outcome("sent", None, message.body)
+    try:
+        return finish(outcome, "sent")
+    except Exception:  # sent: the job's state says `sending`, so no redelivery can send it again
+        logger.exception("message sent but not recorded", extra={"job_id": job.job_id})
+        return outcome
+
+
+class JobTaken(Exception):
+    """Another delivery of the same job holds it (SQS delivers at least once)."""
+
+
+def recheck(state: LeadState | None, channel: str, now: datetime) -> str | None:
+    """The rules right before the act, the cap aside (the job holds its place under it)."""
+    if state is None:
+        return "unknown_lead"
+    config = settings()
+    reason = guardrails.blocked(state, channel, now, NO_COUNTS, guardrails.limits(state, now, config))
+    return reason or (None if state.profile.can_reach(channel) else "unreachable")
+
+
+def _resumed(job: Job, state: str, unknown: Callable[[str], Outcome]) -> Outcome:
+    """A job delivered again: ended before (nothing more to do), or interrupted while sending."""
+    if state.startswith(SENDING):
+        return unknown("interrupted while sending")
+    logger.info("job already ended", extra={"job_id": job.job_id, "status": state})
+    return Outcome(state, "already_ended")
 
 
 def _outbox_entry(job: Job, body: str, subject: str | None, composer: str, at: float) -> dict[str, Any]:

@@ -47,16 +47,23 @@ def dedupe_id(payload: Mapping[str, Any], body: bytes) -> str:
     return f"ghl:{webhook_id}" if webhook_id else "ghl:" + hashlib.sha256(body).hexdigest()[:40]
 
 
+# GHL retries a delivery only after a 429, with the same signed payload, about every 10 minutes up
+# to 6 times: a timestamp up to 2 hours old is accepted (de-duplication markers outlive that by far).
+GHL_MAX_AGE_SECONDS = 2 * 3600
+
+
 def check_timestamp(payload: Mapping[str, Any], now: float) -> float | None:
-    """The signed `timestamp` (`...Z` or `+00:00`); more than 5 minutes from now is a 401."""
+    """The signed `timestamp` (`...Z` or `+00:00`); over 2 hours old or 5 minutes ahead is a 401."""
     raw = payload.get("timestamp")
     if raw is None:
         return None  # accepted: the signature holds
     at = epoch(raw)
     if at is None:
         raise Malformed("timestamp is not an ISO 8601 time")
-    if abs(at - now) > WINDOW_SECONDS:
-        raise SignatureError("timestamp is more than 5 minutes from now")
+    if now - at > GHL_MAX_AGE_SECONDS:
+        raise SignatureError("timestamp is more than 2 hours old")
+    if at - now > WINDOW_SECONDS:
+        raise SignatureError("timestamp is more than 5 minutes ahead")
     return at
 
 
@@ -121,10 +128,9 @@ def _inbound(
     body = payload.get("body")
     word = keyword(body) if channel in PLAIN_TEXT and isinstance(body, str) else ""
     if word in STOP_WORDS:
-        return Action(event_type, location, contact, at=at, profile={"dnd": True}, event_id=event_id)
-    profile: dict[str, Any] = {}
-    if word in START_WORDS:
-        profile = {"dnd": False, "dnd_channels": frozenset()}
+        return Action(event_type, location, contact, at=at, profile={"opted_out": True}, event_id=event_id)
+    # START lifts only what STOP set: a DND that GHL set changes only with GHL's own contact events.
+    profile: dict[str, Any] = {"opted_out": False} if word in START_WORDS else {}
     # A reply pauses automated follow-up so an agent can take over (stop-on-reply).
     pause = at + config.stop_on_reply_hours * 3600
     return Action(

@@ -2,9 +2,10 @@
 down; replay spilled events. `handle_request` serves the Function URL, `replay` the intake queue.
 
 Replies (the contract): 200 {"status": "accepted" | "duplicate" | "ignored"} (plus `rejected` for
-the unusable events of a batch); 401 bad signature or token, or a timestamp more than 5 minutes off;
-400 malformed; 413 over 256 KiB; 422 an unusable event; 429 with Retry-After only when the event
-could be stored nowhere. Nothing raises out of `handle_request`.
+the unusable events of a batch); 401 bad signature or token, or a timestamp outside its window
+(GHL: up to 2 hours old, 5 minutes ahead; activity: 5 minutes either way); 400 malformed; 413 over
+256 KiB; 422 an unusable event; 429 with Retry-After only when the event could be stored nowhere.
+Nothing raises out of `handle_request`.
 """
 
 from __future__ import annotations
