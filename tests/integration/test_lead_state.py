@@ -103,9 +103,11 @@ def test_record_returns_the_new_state_and_its_likelihood_now(store: LeadStore) -
 # De-duplication
 
 
-def test_an_event_id_seen_before_is_a_duplicate_returning_none(store: LeadStore) -> None:
-    store.record(LOC, "c1", signal=Signal.LISTING_VIEW, at=T0 - HOUR, event_id="evt-1", now=T0)
-    assert store.record(LOC, "c1", signal=Signal.LISTING_VIEW, at=T0 - HOUR, event_id="evt-1", now=T0) is None
+def test_an_event_id_seen_before_is_a_duplicate_returning_the_state_as_it_is(store: LeadStore) -> None:
+    first = store.record(LOC, "c1", signal=Signal.LISTING_VIEW, at=T0 - HOUR, event_id="evt-1", now=T0)
+    again = store.record(LOC, "c1", signal=Signal.LISTING_VIEW, at=T0 - HOUR, event_id="evt-1", now=T0)
+    assert (first.duplicate, again.duplicate) == (False, True)
+    assert again.state == first.state
 
 
 def test_a_duplicate_changes_nothing(store: LeadStore, redis_url: str) -> None:
@@ -125,7 +127,7 @@ def test_events_without_an_id_always_count(store: LeadStore) -> None:
 
 def test_the_same_event_id_of_another_lead_is_not_a_duplicate(store: LeadStore) -> None:
     store.record(LOC, "c1", signal=Signal.LISTING_VIEW, at=T0, event_id="evt-1", now=T0)
-    assert store.record(LOC, "c2", signal=Signal.LISTING_VIEW, at=T0, event_id="evt-1", now=T0) is not None
+    assert not store.record(LOC, "c2", signal=Signal.LISTING_VIEW, at=T0, event_id="evt-1", now=T0).duplicate
 
 
 # The profile
@@ -370,12 +372,12 @@ def test_cluster_record_and_load_agree_with_python(cluster_store: LeadStore) -> 
 
 
 def test_cluster_record_without_an_event_id_works(cluster_store: LeadStore) -> None:
-    assert cluster_store.record(LOC, "lead-0", signal=Signal.LISTING_VIEW, at=T0, now=T0) is not None
+    assert not cluster_store.record(LOC, "lead-0", signal=Signal.LISTING_VIEW, at=T0, now=T0).duplicate
 
 
 def test_cluster_record_de_duplicates_by_event_id(cluster_store: LeadStore) -> None:
     cluster_store.record(LOC, "lead-0", signal=Signal.LISTING_VIEW, at=T0, event_id="e1", now=T0)
-    assert cluster_store.record(LOC, "lead-0", signal=Signal.LISTING_VIEW, at=T0, event_id="e1", now=T0) is None
+    assert cluster_store.record(LOC, "lead-0", signal=Signal.LISTING_VIEW, at=T0, event_id="e1", now=T0).duplicate
 
 
 def test_cluster_load_many_reads_leads_across_slots(cluster_store: LeadStore) -> None:

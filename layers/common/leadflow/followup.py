@@ -144,6 +144,7 @@ class MonitorReport:
     candidates: int = 0
     eligible: int = 0
     queued: int = 0
+    expired: int = 0  # index entries of leads whose data had ended, removed
     skipped: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -165,6 +166,7 @@ def run_monitor(
     at = now.timestamp()
     for location_id in store.locations():
         report.locations += 1
+        report.expired += store.sweep_expired(location_id, at)
         jobs: list[Job] = []
         fresh: dict[str, float] = {}
         gone: list[str] = []

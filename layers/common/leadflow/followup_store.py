@@ -17,6 +17,7 @@ lf:monitoring           string "0" when monitoring is switched off
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -76,9 +77,10 @@ redis.call('HDEL', KEYS[2], ARGV[1])
 return 1
 """
 
-# KEYS: pending. ARGV: job id. Frees the lead if this job holds it.
+# KEYS: pending. ARGV: job id. Frees the lead if this job holds it (the value is "<job id> <token>").
 _RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+local held = redis.call('GET', KEYS[1])
+if held and string.sub(held, 1, #ARGV[1] + 1) == ARGV[1] .. ' ' then return redis.call('DEL', KEYS[1]) end
 return 0
 """
 
@@ -137,23 +139,30 @@ class FollowupStore:
     def claim(self, location_id: str, claims: Iterable[tuple[str, str]]) -> dict[str, str]:
         """Claim the in-flight slot of each (contact id, job id): job id -> ok | pending | duplicate.
 
-        Plain SET NX commands in pipelines (three round trips for any number of leads), because a
-        cluster pipeline cannot run scripts: take the lead's pending slot, then mark the job id as
-        queued, and give the slot back where the job was queued before."""
+        Plain SET NX GET commands in pipelines (three round trips for any number of leads), because
+        a cluster pipeline cannot run scripts: take the lead's pending slot, then mark the job id as
+        queued, and give the slot back where the job was queued before. Each value carries this
+        call's token, so a command redis-py re-sends after a read timeout finds its own value and
+        answers as the first send did."""
         items = list(claims)
         if not items:
             return {}
         keys = {job_id: _keys(location_id, cid) for cid, job_id in items}
+        token = uuid.uuid4().hex
+        held_value = {job_id: f"{job_id} {token}" for job_id in keys}
 
         def run(r: Any) -> dict[str, str]:
             pipe = r.pipeline(transaction=False)
             for job_id, (_, pending, _, _) in keys.items():
-                pipe.set(pending, job_id, nx=True, ex=PENDING_TTL)
-            held = [job_id for job_id, took in zip(keys, pipe.execute(), strict=True) if took]
+                pipe.set(pending, held_value[job_id], nx=True, get=True, ex=PENDING_TTL)
+            priors = pipe.execute()
+            held = [job_id for job_id, prior in zip(keys, priors, strict=True) if prior in (None, held_value[job_id])]
             pipe = r.pipeline(transaction=False)
             for job_id in held:
-                pipe.set(keys[job_id][2] + job_id, "1", nx=True, ex=JOB_MARK_TTL)
-            repeated = [job_id for job_id, new in zip(held, pipe.execute(), strict=True) if not new]
+                pipe.set(keys[job_id][2] + job_id, token, nx=True, get=True, ex=JOB_MARK_TTL)
+            repeated = [
+                job_id for job_id, prior in zip(held, pipe.execute(), strict=True) if prior not in (None, token)
+            ]
             if repeated:
                 pipe = r.pipeline(transaction=False)
                 for job_id in repeated:

@@ -8,6 +8,7 @@ Lua scripts run there; the score index is one sorted set per location (`{locatio
                                   g:outcome, first_seen, updated
     lf:{loc:cid}:seen:<id> string de-duplication of events, expiring after DEDUPE_TTL
     lf:{loc}:scores        zset   contact id -> likelihood at its last update (an upper bound now)
+    lf:{loc}:expires       zset   contact id -> when its data ends (swept from the index by the monitor)
     lf:locations           set    every location seen
 
 The index holds an upper bound because scores only decay between events: the monitor and the
@@ -17,30 +18,35 @@ high-intent list read candidates from it, rescore them now and write the fresher
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from leadflow.config import settings
+from leadflow.errors import InvalidInput
 from leadflow.lead import LeadState, Profile, SignalState
 from leadflow.redis_client import Cache, cache
 from leadflow.scoring import likelihood
 from leadflow.signals import SPEC, TREND_LONG_DECAY_PER_SECOND, Signal
 
 DEDUPE_TTL = 7 * 86_400
-LEAD_TTL = 400 * 86_400  # a lead silent for over a year is forgotten
 LOCATIONS = "lf:locations"
 CANDIDATE_PAGE = 1000
 
 # KEYS: lead hash, then the seen key when the event has an id (no "" placeholder: in cluster mode every
 # key must hash to the lead's slot). ARGV: signal ("" for none), at, decay rate, long decay
-# rate, utc hour, dedupe ttl, lead ttl, then field/value pairs to set ("" value deletes the field;
+# rate, utc hour, dedupe ttl, lead ttl, call token, then field/value pairs to set ("" value deletes the field;
 # a "max:" prefix on the name keeps the larger number, so a short pause never cuts a longer one).
 # A profile field (p:<name>) keeps the time of the event that set it (tp:<name>) and takes a value
 # only from an event at least as new: a late, older event never overwrites a newer one.
-# Returns 0 for a duplicate, else the lead's fields after the update.
+# Returns {1, fields} when this call recorded the event, {0, fields} for a duplicate. The seen key
+# holds the call's token: redis-py re-sends a command after a read timeout although the first one
+# ran, and that retry gets the first call's answer (recorded), with nothing applied twice.
 _RECORD = """
-if KEYS[2] and not redis.call('SET', KEYS[2], '1', 'NX', 'EX', tonumber(ARGV[6])) then
-  return 0
+if KEYS[2] then
+  local prior = redis.call('SET', KEYS[2], ARGV[8], 'NX', 'GET', 'EX', tonumber(ARGV[6]))
+  if prior then return {prior == ARGV[8] and 1 or 0, redis.call('HGETALL', KEYS[1])} end
 end
 local lead = KEYS[1]
 local sig, at = ARGV[1], tonumber(ARGV[2])
@@ -68,7 +74,7 @@ if sig ~= '' then
   redis.call('HSET', lead, field, string.format('%d %.3f %.17g %.17g', n + 1, last, d, l))
   redis.call('HINCRBY', lead, 'h' .. ARGV[5], 1)
 end
-for i = 8, #ARGV, 2 do
+for i = 9, #ARGV, 2 do
   local name, value = ARGV[i], ARGV[i + 1]
   local newest = true
   if string.sub(name, 1, 4) == 'max:' then
@@ -89,12 +95,25 @@ end
 redis.call('HSETNX', lead, 'first_seen', ARGV[2])
 if (tonumber(redis.call('HGET', lead, 'updated') or '') or 0) < at then redis.call('HSET', lead, 'updated', ARGV[2]) end
 redis.call('EXPIRE', lead, tonumber(ARGV[7]))
-return redis.call('HGETALL', lead)
+return {1, redis.call('HGETALL', lead)}
 """
 
 
+MAX_ID = 128
+# Ids are data, not syntax: the characters that delimit keys and hash tags are escaped, so two
+# different (location, contact) pairs never share a key. Ordinary ids are left as they are.
+_ESCAPES = str.maketrans({"%": "%25", ":": "%3A", "{": "%7B", "}": "%7D"})
+
+
+def key_part(value: str) -> str:
+    """An id as it appears in a key; over MAX_ID characters is refused, never cut into another id."""
+    if len(value) > MAX_ID:
+        raise InvalidInput(f"id over {MAX_ID} characters: {value[:24]}...")
+    return value.translate(_ESCAPES)
+
+
 def lead_prefix(location_id: str, contact_id: str) -> str:
-    return f"lf:{{{location_id}:{contact_id}}}"
+    return f"lf:{{{key_part(location_id)}:{key_part(contact_id)}}}"
 
 
 def lead_key(location_id: str, contact_id: str) -> str:
@@ -103,17 +122,23 @@ def lead_key(location_id: str, contact_id: str) -> str:
 
 def location_key(location_id: str, name: str) -> str:
     """A key of a whole location (the `{location}` hash tag): its score index, stats, outbox, ..."""
-    return f"lf:{{{location_id}}}:{name}"
+    return f"lf:{{{key_part(location_id)}}}:{name}"
 
 
 def index_key(location_id: str) -> str:
     return location_key(location_id, "scores")
 
 
+def expiry_key(location_id: str) -> str:
+    """When each index entry's lead ends (its last event + LEAD_TTL_DAYS): the monitor sweeps it."""
+    return location_key(location_id, "expires")
+
+
 @dataclass(frozen=True, slots=True)
 class Recorded:
     state: LeadState
     likelihood: float
+    duplicate: bool = False  # the event was recorded before; state and index are as it left them
 
 
 def encode_profile(profile: Mapping[str, Any]) -> dict[str, str]:
@@ -206,14 +231,16 @@ class LeadStore:
         event_id: str | None = None,
         fields: Mapping[str, str] | None = None,
         now: float | None = None,
-    ) -> Recorded | None:
+    ) -> Recorded:
         """Record one event atomically: de-duplicate by `event_id`, add the signal, set fields.
 
-        Returns None for a duplicate; else the lead's new state and its likelihood now, which is
-        also written to the location's score index.
+        Returns the lead's state and its likelihood now, which is also written to the location's
+        score index, for a duplicate too (`duplicate=True`): an event recorded by a delivery whose
+        index write failed reaches the index when it comes again (a GHL retry, a replay).
         """
         now = time.time() if now is None else now
         at = now if at is None else at
+        ttl = settings().lead_ttl_days * 86_400
         keys = [lead_key(location_id, contact_id)]
         if event_id:
             keys.append(f"{lead_prefix(location_id, contact_id)}:seen:{event_id}")
@@ -224,24 +251,24 @@ class LeadStore:
             repr(TREND_LONG_DECAY_PER_SECOND),
             int(at // 3600) % 24,
             DEDUPE_TTL,
-            LEAD_TTL,
+            ttl,
+            uuid.uuid4().hex,  # this call: its own retry is not a duplicate
         ]
         for name, value in (fields or {}).items():
             args += [name, value]
-        result = self.cache.run(lambda r: self._record(keys=keys, args=args, client=r))
-        if not result:
-            return None
-        state = decode_state(_pairs(result))
+        fresh, fields_now = self.cache.run(lambda r: self._record(keys=keys, args=args, client=r))
+        state = decode_state(_pairs(fields_now))
         score = likelihood(state, now)
-        self._index({location_id: {contact_id: score}})
-        return Recorded(state, score)
+        self._index({location_id: {contact_id: score}}, now + ttl)
+        return Recorded(state, score, duplicate=not fresh)
 
-    def _index(self, scores: Mapping[str, Mapping[str, float]]) -> None:
+    def _index(self, scores: Mapping[str, Mapping[str, float]], expires: float) -> None:
         def write(r: Any) -> None:
             pipe = r.pipeline(transaction=False)
             for location_id, members in scores.items():
                 if members:
                     pipe.zadd(index_key(location_id), dict(members))
+                    pipe.zadd(expiry_key(location_id), dict.fromkeys(members, expires))
             pipe.sadd(LOCATIONS, *scores.keys())
             pipe.execute()
 
@@ -258,7 +285,7 @@ class LeadStore:
             pipe.execute()
 
         self.cache.run(write)
-        self._index({location_id: scores})
+        self._index({location_id: scores}, now + settings().lead_ttl_days * 86_400)
 
     def set_fields(self, location_id: str, contact_id: str, fields: Mapping[str, str]) -> None:
         """Set hash fields of a known lead (guardrail state such as g:paused_until)."""
@@ -344,12 +371,33 @@ class LeadStore:
 
         self.cache.run(write)
 
+    def sweep_expired(self, location_id: str, now: float) -> int:
+        """Remove the index entries of leads whose data has ended; how many were removed."""
+        expires, index = expiry_key(location_id), index_key(location_id)
+
+        def sweep(r: Any) -> int:
+            ended = r.zrange(expires, "-inf", now, byscore=True, offset=0, num=CANDIDATE_PAGE)
+            if ended:
+                pipe = r.pipeline(transaction=False)
+                pipe.zrem(index, *ended)
+                pipe.zrem(expires, *ended)
+                pipe.execute()
+            return len(ended)
+
+        removed = 0
+        while (n := self.cache.run(sweep)) > 0:
+            removed += n
+            if n < CANDIDATE_PAGE:
+                break
+        return removed
+
     def erase(self, location_id: str, contact_id: str) -> None:
         """Forget a lead (ContactDelete): its hash, history, send log and index entry."""
         prefix = lead_prefix(location_id, contact_id)
 
         def delete(r: Any) -> None:
-            r.delete(*(prefix + suffix for suffix in (":lead", ":messages", ":sends", ":pending")))
+            r.delete(*(prefix + suffix for suffix in (":lead", ":messages", ":sends", ":pending", ":jobs")))
             r.zrem(index_key(location_id), contact_id)
+            r.zrem(expiry_key(location_id), contact_id)
 
         self.cache.run(delete)

@@ -264,15 +264,13 @@ def apply(action: Action, config: Settings, now: float) -> str:
         fields=fields,
         now=now,
     )
-    if recorded is None:
-        return "duplicate"
-    if action.lookup_timezone and recorded.state.profile.timezone is None:
+    if not recorded.duplicate and action.lookup_timezone and recorded.state.profile.timezone is None:
         zone = lead_timezone(action.contact_id, action.location_id, config)
         if zone:
             leads.set_fields(action.location_id, action.contact_id, encode_profile({"timezone": zone}))
             recorded.state.profile.timezone = zone
-    fast_path(action, recorded, now)
-    return "accepted"
+    fast_path(action, recorded, now)  # a duplicate too: its first delivery may have stopped short of it
+    return "duplicate" if recorded.duplicate else "accepted"
 
 
 def fast_path(action: Action, recorded: Recorded, now: float) -> str | None:
