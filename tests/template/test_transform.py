@@ -7,11 +7,7 @@ import re
 from typing import Any
 
 from tests.helpers import ROOT
-from tests.template.sam import LOGICAL_ID, load_template
-
-
-def of_type(resources: dict[str, Any], resource_type: str) -> dict[str, Any]:
-    return {name: r for name, r in resources.items() if r["Type"] == resource_type}
+from tests.template.sam import LOGICAL_ID, granted, load_template, of_type, statements
 
 
 def default(sam_template: dict[str, Any], parameter: str) -> Any:
@@ -161,44 +157,26 @@ def test_the_redrive_count_default_is_the_one_the_send_function_counts_as_final(
     assert default(load_template(), "MaxReceiveCount") == sending.MAX_RECEIVES
 
 
-def _statements(role: dict[str, Any]) -> list[dict[str, Any]]:
-    return [s for policy in role["Properties"].get("Policies", []) for s in policy["PolicyDocument"]["Statement"]]
-
-
-def _resource_names(statement: dict[str, Any]) -> set[str]:
-    """The logical ids a statement's Resource names (through Ref, GetAtt or Sub)."""
-    return set(re.findall(r'"(?:Ref|Fn::GetAtt)": \[?"(\w+)"', json.dumps(statement["Resource"])))
-
-
 def test_no_inline_policy_grants_a_wildcard_resource(resources: dict[str, Any]) -> None:
     for name, role in of_type(resources, "AWS::IAM::Role").items():
-        for statement in _statements(role):
+        for statement in statements(role):
             assert "*" not in json.dumps(statement["Resource"]), (name, statement)
 
 
 def test_each_function_may_send_to_and_read_secrets_of_only_what_it_uses(resources: dict[str, Any]) -> None:
-    def granted(function: str, action: str) -> set[str]:
-        role = resources[f"{LOGICAL_ID[function]}Role"]
-        return {
-            name
-            for statement in _statements(role)
-            if any(a.startswith(action) for a in statement["Action"])
-            for name in _resource_names(statement)
-        }
-
-    assert granted("webhook", "sqs:SendMessage") == {"FollowupQueue", "IntakeQueue"}
-    assert granted("monitor", "sqs:SendMessage") == {"FollowupQueue"}
-    assert granted("send", "sqs:SendMessage") == {"FollowupQueue"}
-    assert granted("score", "sqs:SendMessage") == set()
-    assert granted("send", "sqs:GetQueueAttributes") == {"FollowupQueue", "FollowupDLQ"}
-    assert granted("webhook", "secretsmanager:GetSecretValue") == {
+    assert granted(resources, "webhook", "sqs:SendMessage") == {"FollowupQueue", "IntakeQueue"}
+    assert granted(resources, "monitor", "sqs:SendMessage") == {"FollowupQueue"}
+    assert granted(resources, "send", "sqs:SendMessage") == {"FollowupQueue"}
+    assert granted(resources, "score", "sqs:SendMessage") == set()
+    assert granted(resources, "send", "sqs:GetQueueAttributes") == {"FollowupQueue", "FollowupDLQ"}
+    assert granted(resources, "webhook", "secretsmanager:GetSecretValue") == {
         "GhlApiKeySecret",
         "WorkflowWebhookTokenSecret",
         "WebhookSigningSecret",
     }
-    assert granted("send", "secretsmanager:GetSecretValue") == {"GhlApiKeySecret", "AnthropicApiKeySecret"}
-    assert granted("score", "secretsmanager:GetSecretValue") == set()
-    assert granted("monitor", "secretsmanager:GetSecretValue") == set()
+    assert granted(resources, "send", "secretsmanager:GetSecretValue") == {"GhlApiKeySecret", "AnthropicApiKeySecret"}
+    assert granted(resources, "score", "secretsmanager:GetSecretValue") == set()
+    assert granted(resources, "monitor", "secretsmanager:GetSecretValue") == set()
 
 
 def test_every_function_logs_to_its_own_log_group_with_a_retention(resources: dict[str, Any]) -> None:
