@@ -301,3 +301,10 @@ def test_the_outputs_give_the_function_url_the_api_url_and_the_queue_urls(cfn: d
     assert "${HttpApi}.execute-api" in outputs["HttpApiUrl"]["Value"]["Fn::Sub"]
     for queue in ("FollowupQueue", "IntakeQueue", "FollowupDLQ", "IntakeDLQ"):
         assert outputs[f"{queue}Url"]["Value"] == {"Ref": queue}
+
+
+def test_every_parameter_is_in_exactly_one_parameter_group(sam_template: dict[str, Any]) -> None:
+    groups = sam_template["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]
+    grouped = [name for group in groups for name in group["Parameters"]]
+
+    assert sorted(grouped) == sorted(sam_template["Parameters"])
