@@ -55,3 +55,24 @@ def test_the_send_timeout_exceeds_the_longest_job_and_the_followup_queue_hides_i
     # a job started with the margin left ends before the timeout, and a fresh invocation may start one
     assert longest_job_seconds() < JOB_START_MARGIN <= timeout == 120
     assert visibility >= 6 * timeout
+
+
+REDIS_OUTAGE = 2 * 3600  # seconds of Redis outage the contract says spilled events survive
+
+
+def test_spilled_events_outlast_a_two_hour_redis_outage_before_the_dead_letter_queue(
+    resources: dict[str, Any],
+) -> None:
+    # Given a spilled event whose replay fails on every receive while Redis is down
+    intake = resources["IntakeQueue"]["Properties"]
+    receives = intake["RedrivePolicy"]["maxReceiveCount"]
+    visibility = intake["VisibilityTimeout"]
+
+    # Then each receive hides it for the visibility timeout, so it reaches the DLQ no sooner than
+    # receives x visibility: past the outage with a margin, and the queue keeps it far longer still
+    assert isinstance(receives, int), "a count of its own, not the follow-up queue's MaxReceiveCount"
+    assert receives * visibility >= 1.5 * REDIS_OUTAGE
+    assert visibility >= 6 * resources[LOGICAL_ID["webhook"]]["Properties"]["Timeout"]
+    assert intake["MessageRetentionPeriod"] >= 4 * 24 * 3600 > 10 * receives * visibility
+    # a message keeps its first enqueue time in the DLQ: there, it must live longer still
+    assert resources["IntakeDLQ"]["Properties"]["MessageRetentionPeriod"] > intake["MessageRetentionPeriod"]
