@@ -57,8 +57,8 @@ def test_every_function_reaches_the_cache_over_tls_in_cluster_mode(resources: di
     ("function", "queues"),
     [
         ("webhook", {"FOLLOWUP_QUEUE_URL": "FollowupQueue", "INTAKE_QUEUE_URL": "IntakeQueue"}),
-        ("monitor", {"FOLLOWUP_QUEUE_URL": "FollowupQueue"}),
-        ("send", {"FOLLOWUP_QUEUE_URL": "FollowupQueue"}),
+        ("monitor", {"FOLLOWUP_QUEUE_URL": "FollowupQueue", "INTAKE_QUEUE_URL": "IntakeQueue"}),
+        ("send", {"FOLLOWUP_QUEUE_URL": "FollowupQueue", "INTAKE_QUEUE_URL": "IntakeQueue"}),
         ("score", {}),
     ],
 )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.template.sam import LOGICAL_ID
+from tests.template.sam import LOGICAL_ID, actions, granted, resource_names, role_of, statements
 
 
 def parameter(sam_template: dict[str, Any], name: str) -> dict[str, Any]:
@@ -76,3 +76,21 @@ def test_spilled_events_outlast_a_two_hour_redis_outage_before_the_dead_letter_q
     assert intake["MessageRetentionPeriod"] >= 4 * 24 * 3600 > 10 * receives * visibility
     # a message keeps its first enqueue time in the DLQ: there, it must live longer still
     assert resources["IntakeDLQ"]["Properties"]["MessageRetentionPeriod"] > intake["MessageRetentionPeriod"]
+
+
+def test_the_monitor_and_send_functions_may_read_the_intake_queues_depth_and_nothing_more(
+    resources: dict[str, Any],
+) -> None:
+    # While spilled events wait for replay (a STOP may be among them) no automated follow-up is sent:
+    # the functions that start one read the intake queue's depth, and must not take its messages.
+    for function in ("monitor", "send"):
+        env = resources[LOGICAL_ID[function]]["Properties"]["Environment"]["Variables"]
+        assert env["INTAKE_QUEUE_URL"] == {"Ref": "IntakeQueue"}, function
+        on_intake = {
+            action
+            for statement in statements(role_of(resources, LOGICAL_ID[function]))
+            if "IntakeQueue" in resource_names(statement)
+            for action in actions(statement)
+        }
+        assert on_intake == {"sqs:GetQueueAttributes"}, function
+        assert granted(resources, function, "sqs:GetQueueAttributes") >= {"IntakeQueue"}

@@ -167,7 +167,8 @@ def test_each_function_may_send_to_and_read_secrets_of_only_what_it_uses(resourc
     assert granted(resources, "monitor", "sqs:SendMessage") == {"FollowupQueue"}
     assert granted(resources, "send", "sqs:SendMessage") == {"FollowupQueue"}
     assert granted(resources, "score", "sqs:SendMessage") == set()
-    assert granted(resources, "send", "sqs:GetQueueAttributes") == {"FollowupQueue", "FollowupDLQ"}
+    assert granted(resources, "send", "sqs:GetQueueAttributes") == {"FollowupQueue", "FollowupDLQ", "IntakeQueue"}
+    assert granted(resources, "monitor", "sqs:GetQueueAttributes") == {"IntakeQueue"}
     assert granted(resources, "webhook", "secretsmanager:GetSecretValue") == {
         "GhlApiKeySecret",
         "WorkflowWebhookTokenSecret",
