@@ -15,7 +15,12 @@ from tests.template.sam import FUNCTIONS, LOGICAL_ID, granted
 # Settings fields the template leaves unset on purpose: the plain forms of secrets (the template
 # passes the ..._SECRET_ARN form, so that no secret sits in the function's configuration).
 NOT_IN_TEMPLATE = {"GHL_API_KEY", "WORKFLOW_WEBHOOK_TOKEN", "WEBHOOK_SIGNING_SECRET", "ANTHROPIC_API_KEY"}
-POWERTOOLS = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
+POWERTOOLS = {
+    "POWERTOOLS_SERVICE_NAME",
+    "POWERTOOLS_METRICS_NAMESPACE",
+    "POWERTOOLS_LOG_LEVEL",
+    "POWERTOOLS_TRACER_CAPTURE_RESPONSE",
+}
 SETTINGS = {name.upper() for name in Settings.model_fields}
 
 # Environment reads in handler and leadflow code: os.environ["X"], os.environ.get("X"), os.getenv("X").

@@ -4,9 +4,11 @@ outage and hold automated sends back, and traces that record no responses."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from tests.template.sam import LOGICAL_ID, actions, granted, resource_names, role_of, statements
+from tests.helpers import ROOT
+from tests.template.sam import FUNCTIONS, LOGICAL_ID, actions, granted, resource_names, role_of, statements
 
 
 def parameter(sam_template: dict[str, Any], name: str) -> dict[str, Any]:
@@ -94,3 +96,18 @@ def test_the_monitor_and_send_functions_may_read_the_intake_queues_depth_and_not
         }
         assert on_intake == {"sqs:GetQueueAttributes"}, function
         assert granted(resources, function, "sqs:GetQueueAttributes") >= {"IntakeQueue"}
+
+
+# A decorator or tracer call that turns response capture back on, whatever the environment says.
+_CAPTURE_RESPONSE_ON = re.compile(r"capture_response\s*=\s*True")
+
+
+def test_traces_record_no_responses_but_keep_errors(resources: dict[str, Any]) -> None:
+    for function in FUNCTIONS:
+        env = resources[LOGICAL_ID[function]]["Properties"]["Environment"]["Variables"]
+        assert env["POWERTOOLS_TRACER_CAPTURE_RESPONSE"] == "false", function
+        assert env.get("POWERTOOLS_TRACER_CAPTURE_ERROR", "true") == "true", function
+
+    sources = [*ROOT.glob("functions/*/app.py"), *(ROOT / "layers/common/leadflow").rglob("*.py")]
+    overriding = [str(s.relative_to(ROOT)) for s in sources if _CAPTURE_RESPONSE_ON.search(s.read_text())]
+    assert overriding == [], "capture_response=True overrides POWERTOOLS_TRACER_CAPTURE_RESPONSE"
