@@ -1,9 +1,12 @@
-"""The template, read and transformed offline, and the handlers' routes, for the template tests."""
+"""The template, read and transformed offline, its roles' permissions, and the handlers' routes, for the
+template tests."""
 
 from __future__ import annotations
 
 import copy
+import json
 import re
+from fnmatch import fnmatchcase
 from typing import Any
 
 import boto3
@@ -68,6 +71,53 @@ def transform(sam_template: dict[str, Any]) -> dict[str, Any]:
         None, Parser(), boto_session=boto3.session.Session(region_name=REGION)
     ).translate(template, parameter_values=dict(REQUIRED_PARAMETERS), get_managed_policy_map=dict)
     return translated
+
+
+def of_type(resources: dict[str, Any], resource_type: str) -> dict[str, Any]:
+    return {name: r for name, r in resources.items() if r["Type"] == resource_type}
+
+
+def role_of(resources: dict[str, Any], function: str) -> dict[str, Any]:
+    """The execution role of a function (a logical id), SAM's generated one or the template's own."""
+    name = resources[function]["Properties"]["Role"]["Fn::GetAtt"][0]
+    role: dict[str, Any] = resources[name]
+    return role
+
+
+def statements(role: dict[str, Any]) -> list[dict[str, Any]]:
+    """The statements of a role's inline policies."""
+    return [s for policy in role["Properties"].get("Policies", []) for s in policy["PolicyDocument"]["Statement"]]
+
+
+def actions(statement: dict[str, Any]) -> list[str]:
+    action = statement["Action"]
+    return [action] if isinstance(action, str) else list(action)
+
+
+def resource_names(statement: dict[str, Any]) -> set[str]:
+    """The logical ids a statement's Resource names (through Ref, GetAtt or Sub)."""
+    return set(re.findall(r'"(?:Ref|Fn::GetAtt)": \[?"(\w+)"', json.dumps(statement["Resource"])))
+
+
+def allows(statement: dict[str, Any], action: str) -> bool:
+    """Whether an Allow statement's actions cover an action, wildcards (sqs:SendMessage*, sqs:*) as IAM reads them."""
+    return statement["Effect"] == "Allow" and any(fnmatchcase(action.lower(), a.lower()) for a in actions(statement))
+
+
+def granted(resources: dict[str, Any], function: str, action: str) -> set[str]:
+    """The resources (logical ids) on which a function's (webhook, ...) role's inline policies allow an action."""
+    return {
+        name
+        for statement in statements(role_of(resources, LOGICAL_ID[function]))
+        if allows(statement, action)
+        for name in resource_names(statement)
+    }
+
+
+def managed_policy_names(role: dict[str, Any]) -> set[str]:
+    """The names of a role's AWS managed policies, however the ARN is written (a string, or !Sub with the partition)."""
+    arns = json.dumps(role["Properties"].get("ManagedPolicyArns", []))
+    return set(re.findall(r":iam::aws:policy/(?:service-role/)?([\w-]+)", arns))
 
 
 def handler_routes(function: str) -> set[tuple[str, str]]:

@@ -10,12 +10,17 @@ import pytest
 
 from leadflow.config import Settings
 from tests.helpers import ROOT
-from tests.template.sam import FUNCTIONS, LOGICAL_ID
+from tests.template.sam import FUNCTIONS, LOGICAL_ID, granted
 
 # Settings fields the template leaves unset on purpose: the plain forms of secrets (the template
 # passes the ..._SECRET_ARN form, so that no secret sits in the function's configuration).
 NOT_IN_TEMPLATE = {"GHL_API_KEY", "WORKFLOW_WEBHOOK_TOKEN", "WEBHOOK_SIGNING_SECRET", "ANTHROPIC_API_KEY"}
-POWERTOOLS = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
+POWERTOOLS = {
+    "POWERTOOLS_SERVICE_NAME",
+    "POWERTOOLS_METRICS_NAMESPACE",
+    "POWERTOOLS_LOG_LEVEL",
+    "POWERTOOLS_TRACER_CAPTURE_RESPONSE",
+}
 SETTINGS = {name.upper() for name in Settings.model_fields}
 
 # Environment reads in handler and leadflow code: os.environ["X"], os.environ.get("X"), os.getenv("X").
@@ -57,8 +62,8 @@ def test_every_function_reaches_the_cache_over_tls_in_cluster_mode(resources: di
     ("function", "queues"),
     [
         ("webhook", {"FOLLOWUP_QUEUE_URL": "FollowupQueue", "INTAKE_QUEUE_URL": "IntakeQueue"}),
-        ("monitor", {"FOLLOWUP_QUEUE_URL": "FollowupQueue"}),
-        ("send", {"FOLLOWUP_QUEUE_URL": "FollowupQueue"}),
+        ("monitor", {"FOLLOWUP_QUEUE_URL": "FollowupQueue", "INTAKE_QUEUE_URL": "IntakeQueue"}),
+        ("send", {"FOLLOWUP_QUEUE_URL": "FollowupQueue", "INTAKE_QUEUE_URL": "IntakeQueue"}),
         ("score", {}),
     ],
 )
@@ -73,13 +78,13 @@ def test_each_function_gets_the_queue_urls_it_needs_and_no_others(
 
 def test_each_secret_arn_names_a_secret_the_function_may_read(resources: dict[str, Any]) -> None:
     for function in FUNCTIONS:
-        role = json.dumps(resources[f"{LOGICAL_ID[function]}Role"]["Properties"].get("Policies", []))
+        readable = granted(resources, function, "secretsmanager:GetSecretValue")
         for name, value in environment(resources, function).items():
             if not name.endswith("_SECRET_ARN"):
                 continue
             (secret,) = re.findall(r'"Ref": "(\w+Secret)"', json.dumps(value))
             assert resources[secret]["Type"] == "AWS::SecretsManager::Secret"
-            assert f'"secretArn": {{"Ref": "{secret}"}}' in role, (function, name)
+            assert secret in readable, (function, name)
 
 
 def test_every_environment_variable_the_code_reads_is_set_in_the_template(resources: dict[str, Any]) -> None:

@@ -7,11 +7,7 @@ import re
 from typing import Any
 
 from tests.helpers import ROOT
-from tests.template.sam import LOGICAL_ID, load_template
-
-
-def of_type(resources: dict[str, Any], resource_type: str) -> dict[str, Any]:
-    return {name: r for name, r in resources.items() if r["Type"] == resource_type}
+from tests.template.sam import LOGICAL_ID, granted, load_template, of_type, statements
 
 
 def default(sam_template: dict[str, Any], parameter: str) -> Any:
@@ -137,10 +133,9 @@ def test_each_work_queue_redrives_to_its_own_encrypted_dead_letter_queue(resourc
     assert set(queues) == {"FollowupQueue", "FollowupDLQ", "IntakeQueue", "IntakeDLQ"}
     for name in ("FollowupQueue", "IntakeQueue"):
         redrive = queues[name]["Properties"]["RedrivePolicy"]
-        assert redrive == {
-            "deadLetterTargetArn": {"Fn::GetAtt": [f"{name.removesuffix('Queue')}DLQ", "Arn"]},
-            "maxReceiveCount": {"Ref": "MaxReceiveCount"},
-        }
+        assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": [f"{name.removesuffix('Queue')}DLQ", "Arn"]}
+    # the follow-up queue's count is the parameter; the intake queue's is its own (test_sending_safety.py)
+    assert queues["FollowupQueue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"] == {"Ref": "MaxReceiveCount"}
     for name, queue in queues.items():
         assert queue["Properties"]["SqsManagedSseEnabled"] is True, name
     assert queues["FollowupDLQ"]["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
@@ -161,44 +156,27 @@ def test_the_redrive_count_default_is_the_one_the_send_function_counts_as_final(
     assert default(load_template(), "MaxReceiveCount") == sending.MAX_RECEIVES
 
 
-def _statements(role: dict[str, Any]) -> list[dict[str, Any]]:
-    return [s for policy in role["Properties"].get("Policies", []) for s in policy["PolicyDocument"]["Statement"]]
-
-
-def _resource_names(statement: dict[str, Any]) -> set[str]:
-    """The logical ids a statement's Resource names (through Ref, GetAtt or Sub)."""
-    return set(re.findall(r'"(?:Ref|Fn::GetAtt)": \[?"(\w+)"', json.dumps(statement["Resource"])))
-
-
 def test_no_inline_policy_grants_a_wildcard_resource(resources: dict[str, Any]) -> None:
     for name, role in of_type(resources, "AWS::IAM::Role").items():
-        for statement in _statements(role):
+        for statement in statements(role):
             assert "*" not in json.dumps(statement["Resource"]), (name, statement)
 
 
 def test_each_function_may_send_to_and_read_secrets_of_only_what_it_uses(resources: dict[str, Any]) -> None:
-    def granted(function: str, action: str) -> set[str]:
-        role = resources[f"{LOGICAL_ID[function]}Role"]
-        return {
-            name
-            for statement in _statements(role)
-            if any(a.startswith(action) for a in statement["Action"])
-            for name in _resource_names(statement)
-        }
-
-    assert granted("webhook", "sqs:SendMessage") == {"FollowupQueue", "IntakeQueue"}
-    assert granted("monitor", "sqs:SendMessage") == {"FollowupQueue"}
-    assert granted("send", "sqs:SendMessage") == {"FollowupQueue"}
-    assert granted("score", "sqs:SendMessage") == set()
-    assert granted("send", "sqs:GetQueueAttributes") == {"FollowupQueue", "FollowupDLQ"}
-    assert granted("webhook", "secretsmanager:GetSecretValue") == {
+    assert granted(resources, "webhook", "sqs:SendMessage") == {"FollowupQueue", "IntakeQueue"}
+    assert granted(resources, "monitor", "sqs:SendMessage") == {"FollowupQueue"}
+    assert granted(resources, "send", "sqs:SendMessage") == {"FollowupQueue"}
+    assert granted(resources, "score", "sqs:SendMessage") == set()
+    assert granted(resources, "send", "sqs:GetQueueAttributes") == {"FollowupQueue", "FollowupDLQ", "IntakeQueue"}
+    assert granted(resources, "monitor", "sqs:GetQueueAttributes") == {"IntakeQueue"}
+    assert granted(resources, "webhook", "secretsmanager:GetSecretValue") == {
         "GhlApiKeySecret",
         "WorkflowWebhookTokenSecret",
         "WebhookSigningSecret",
     }
-    assert granted("send", "secretsmanager:GetSecretValue") == {"GhlApiKeySecret", "AnthropicApiKeySecret"}
-    assert granted("score", "secretsmanager:GetSecretValue") == set()
-    assert granted("monitor", "secretsmanager:GetSecretValue") == set()
+    assert granted(resources, "send", "secretsmanager:GetSecretValue") == {"GhlApiKeySecret", "AnthropicApiKeySecret"}
+    assert granted(resources, "score", "secretsmanager:GetSecretValue") == set()
+    assert granted(resources, "monitor", "secretsmanager:GetSecretValue") == set()
 
 
 def test_every_function_logs_to_its_own_log_group_with_a_retention(resources: dict[str, Any]) -> None:
@@ -323,3 +301,10 @@ def test_the_outputs_give_the_function_url_the_api_url_and_the_queue_urls(cfn: d
     assert "${HttpApi}.execute-api" in outputs["HttpApiUrl"]["Value"]["Fn::Sub"]
     for queue in ("FollowupQueue", "IntakeQueue", "FollowupDLQ", "IntakeDLQ"):
         assert outputs[f"{queue}Url"]["Value"] == {"Ref": queue}
+
+
+def test_every_parameter_is_in_exactly_one_parameter_group(sam_template: dict[str, Any]) -> None:
+    groups = sam_template["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]
+    grouped = [name for group in groups for name in group["Parameters"]]
+
+    assert sorted(grouped) == sorted(sam_template["Parameters"])
