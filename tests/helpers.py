@@ -52,7 +52,7 @@ class LambdaContext:
     aws_request_id: str = "52fdfc07-2182-154f-163f-5f0f9a621d72"
 
     def get_remaining_time_in_millis(self) -> int:
-        return 60_000
+        return 180_000  # the send function's timeout
 
 
 class RedisServer:

@@ -71,8 +71,14 @@ def send_once(job: dict[str, Any], attempt: int) -> dict[str, Any]:
     return sending.process_job(Job(**job), attempt).to_json()
 
 
-def record_handler(record: SQSRecord) -> dict[str, Any]:
+class TooLittleTime(Exception):
+    """Not started: the job might outlast the invocation. SQS delivers it again."""
+
+
+def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> dict[str, Any]:
     job = Job.from_json(record.body)
+    if lambda_context and lambda_context.get_remaining_time_in_millis() < sending.LONGEST_JOB_SECONDS * 1000:
+        raise TooLittleTime(job.job_id)  # a GHL call cut off by the timeout would have an unknown outcome
     attempt = int(record.attributes.approximate_receive_count or 1)
     return send_once(job=_as_dict(job), attempt=attempt)
 
@@ -82,7 +88,7 @@ def _as_dict(job: Job) -> dict[str, Any]:
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)  # responses hold message bodies
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if "Records" in event:

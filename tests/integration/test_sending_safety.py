@@ -142,3 +142,21 @@ def test_a_stop_during_composing_stops_a_dry_run_message_too(
     deliver(send, lambda_context, job())
     assert outbox() == []
     assert history()[0]["reason"] == "opted_out"
+
+
+def test_a_job_is_not_started_with_less_time_left_than_its_longest_path(send: Any, lambda_context: Any) -> None:
+    from dataclasses import replace
+
+    from leadflow.sending import LONGEST_JOB_SECONDS
+
+    # Given an invocation with just under one job's longest path left
+    seed_lead("hot-1", HOT, profile=NOON)
+    short = replace(lambda_context)
+    short.get_remaining_time_in_millis = lambda: int(LONGEST_JOB_SECONDS * 1000) - 1  # type: ignore[method-assign]
+    # When jobs arrive, they go back to the queue untouched (a batch that failed whole is raised)
+    with pytest.raises(BatchProcessingError, match="All records failed"):
+        deliver(send, short, job(), job(job_id="job-2"))
+    assert (outbox(), history(), sends_today()) == ([], [], 0)
+    # And a fresh invocation sends it
+    assert deliver(send, lambda_context, job(), receive_count=2) == {"batchItemFailures": []}
+    assert len(outbox()) == 1

@@ -20,8 +20,8 @@ def test_cfn_lint_reports_a_broken_template_so_its_silence_means_something(tmp_p
     # Given the template with a queue whose property has the wrong type
     broken = tmp_path / "template.yaml"
     text = TEMPLATE.read_text()
-    assert "VisibilityTimeout: 720" in text
-    broken.write_text(text.replace("VisibilityTimeout: 720", "VisibilityTimeout: [720]"))
+    assert "VisibilityTimeout: 1080" in text
+    broken.write_text(text.replace("VisibilityTimeout: 1080", "VisibilityTimeout: [1080]"))
 
     # When cfn-lint checks it, Then it reports an error
     matches = lint_file(broken, config=ManualArgs(regions=[REGION]))

@@ -19,6 +19,7 @@ from leadflow.observability import count, logger
 
 SMS_SEGMENT = 160  # one GSM-7 segment
 CLAUDE_TIMEOUT = 8.0
+CLAUDE_ATTEMPTS = 2  # one retry
 MAX_TOKENS = 300
 
 SYSTEM_PROMPT = """You write short follow-up messages for a real-estate agent to a lead who has been \
@@ -83,7 +84,7 @@ def _template(signal: str | None, first_name: str | None, channel: str) -> Compo
 def _claude(api_key: str) -> Any:
     import anthropic
 
-    return anthropic.Anthropic(api_key=api_key, timeout=CLAUDE_TIMEOUT, max_retries=1)
+    return anthropic.Anthropic(api_key=api_key, timeout=CLAUDE_TIMEOUT, max_retries=CLAUDE_ATTEMPTS - 1)
 
 
 def _ask_claude(api_key: str, first_name: str | None, signals: list[str], intent: str, channel: str) -> str:

@@ -28,7 +28,7 @@ API_VERSION = "2021-04-15"
 BUCKET_CAPACITY = 100
 BUCKET_WINDOW = 10.0  # seconds
 MAX_ATTEMPTS = 3
-MAX_WAIT = 10.0  # seconds a sender waits for the bucket or a Retry-After before giving the job back
+MAX_WAIT = 10.0  # seconds one send may wait in all (the bucket, Retry-After, backoff) before giving the job back
 TIMEOUT = httpx.Timeout(10.0, connect=3.0)
 
 # KEYS: bucket. ARGV: capacity, refill per second, now. Returns 0 when a token was taken, else the
@@ -74,9 +74,15 @@ class RateLimiter:
         self._take = self.cache.register_script(_TAKE)
         self._clock = clock
 
-    def acquire(self, location_id: str, sleep: Callable[[float], None] = time.sleep) -> None:
+    def clock(self) -> float:
+        return self._clock()
+
+    def acquire(
+        self, location_id: str, sleep: Callable[[float], None] = time.sleep, deadline: float | None = None
+    ) -> None:
+        """Take a token, waiting for one until `deadline` (default MAX_WAIT from now)."""
         key = location_key(location_id, "ghl-bucket")
-        deadline = self._clock() + MAX_WAIT
+        deadline = self._clock() + MAX_WAIT if deadline is None else deadline
         while True:
             args = [BUCKET_CAPACITY, BUCKET_CAPACITY / BUCKET_WINDOW, repr(self._clock())]
             wait = float(self.cache.run(lambda r, a=args: self._take(keys=[key], args=a, client=r)))  # type: ignore[misc]
@@ -133,15 +139,17 @@ def send_message(
     url = config.ghl_api_base_url.rstrip("/") + "/conversations/messages"
     headers = {"Authorization": f"Bearer {token}", "Version": API_VERSION, "Accept": "application/json"}
     payload = _payload(contact_id, channel, body, subject)
+    deadline = limiter.clock() + MAX_WAIT  # every wait of one send shares it, so the job's time is bounded
     for attempt in range(1, MAX_ATTEMPTS + 1):
-        limiter.acquire(location_id, sleep)
+        limiter.acquire(location_id, sleep, deadline)
         before_post()
         try:
             response = http().post(url, json=payload, headers=headers)
         except NOT_SENT as exc:
-            if attempt == MAX_ATTEMPTS:
+            backoff = 0.2 * 2**attempt
+            if attempt == MAX_ATTEMPTS or limiter.clock() + backoff > deadline:
                 raise TransientFailure(f"network: {type(exc).__name__}") from exc
-            sleep(0.2 * 2**attempt)
+            sleep(backoff)
             continue
         except httpx.HTTPError as exc:  # read timeout, reset, protocol error: GHL may have the message
             raise OutcomeUnknown(f"outcome_unknown: {type(exc).__name__}") from exc
@@ -151,7 +159,7 @@ def send_message(
         if response.status_code == 429:
             wait = _retry_after(response)
             _drain(limiter, location_id, wait)
-            if attempt == MAX_ATTEMPTS or wait > MAX_WAIT:
+            if attempt == MAX_ATTEMPTS or limiter.clock() + wait > deadline:
                 raise TransientFailure("rate_limited")
             sleep(wait)
             continue

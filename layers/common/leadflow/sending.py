@@ -16,7 +16,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 
 from leadflow import ghl, guardrails
-from leadflow.compose import compose
+from leadflow.compose import CLAUDE_ATTEMPTS, CLAUDE_TIMEOUT, compose
 from leadflow.config import settings
 from leadflow.errors import GuardrailBlocked, InvalidInput, LeadNotFound, StoreUnavailable
 from leadflow.followup import choose_channel
@@ -31,6 +31,14 @@ from leadflow.scoring import score_lead
 # failing this often goes to the DLQ, and is recorded as failed on its last attempt.
 MAX_RECEIVES = 5
 OUTCOME_UNKNOWN = "outcome_unknown"
+# The longest one job can take: Claude (every attempt), every wait of the send (ghl.MAX_WAIT), and
+# each GHL attempt's connect, write and read timeouts. The send function starts no job with less
+# time left, so that no GHL request is cut off by the function's timeout (its outcome unknown).
+LONGEST_JOB_SECONDS = (
+    CLAUDE_ATTEMPTS * CLAUDE_TIMEOUT
+    + ghl.MAX_WAIT
+    + ghl.MAX_ATTEMPTS * sum(t or 0.0 for t in (ghl.TIMEOUT.connect, ghl.TIMEOUT.write, ghl.TIMEOUT.read))
+)
 NO_COUNTS = guardrails.SendCounts(0, 0)
 
 
