@@ -27,6 +27,7 @@ def _clear_caches() -> None:
 
     for cached in (
         config.settings,
+        config._secrets,
         redis_client.cache,
         jobs.sqs,
         sending._redrive,

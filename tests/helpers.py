@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib.util
 import json
@@ -261,3 +262,60 @@ def claude_reply(text: str) -> tuple[int, dict[str, str], dict[str, Any]]:
         "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "stop_sequence": None,
         "usage": {"input_tokens": 120, "output_tokens": 30},
     }  # fmt: skip
+
+
+class SlowReplyProxy:
+    """A TCP proxy in front of a redis-server that can hold back the next reply: the command has run,
+    its answer comes late. redis-py then times out and sends the command again (its retry), which is
+    the fault the idempotent Redis writes exist for."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.delay = 0.0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def delay_next_reply(self, seconds: float) -> None:
+        with self._lock:
+            self.delay = seconds
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, replies: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if replies:
+                    with self._lock:
+                        delay, self.delay = self.delay, 0.0
+                    time.sleep(delay)
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                with contextlib.suppress(OSError):
+                    end.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def blackhole() -> tuple[socket.socket, str]:
+    """A listening socket that never answers: connections open, requests go unread (a blackholed
+    endpoint). Returns the socket (close it when done) and its URL."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=64)
+    return listener, f"http://127.0.0.1:{listener.getsockname()[1]}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -121,10 +121,17 @@ def _secret(plain: str | None, arn: str | None) -> str | None:
         return plain
     if not arn:
         return None
-    from aws_lambda_powertools.utilities import parameters
-
-    value = parameters.get_secret(arn, max_age=SECRET_TTL_SECONDS)
+    value = _secrets().get(arn, max_age=SECRET_TTL_SECONDS)
     return value if isinstance(value, str) else value.decode()
+
+
+@functools.cache
+def _secrets() -> Any:
+    """Secrets Manager with timeouts that fit the webhook's 10 s (boto3's defaults are 60 s)."""
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
+    from botocore.config import Config
+
+    return SecretsProvider(boto_config=Config(connect_timeout=1, read_timeout=2, retries={"max_attempts": 2}))
 
 
 @functools.cache

@@ -10,6 +10,7 @@ Lua scripts run there; the score index is one sorted set per location (`{locatio
     lf:{loc}:scores        zset   contact id -> likelihood at its last update (an upper bound now)
     lf:{loc}:expires       zset   contact id -> when its data ends (swept from the index by the monitor)
     lf:locations           set    every location seen
+    lf:delivery:{<hash>}   string the location a delivery was first recorded under (global de-duplication)
 
 The index holds an upper bound because scores only decay between events: the monitor and the
 high-intent list read candidates from it, rescore them now and write the fresher value back.
@@ -17,6 +18,7 @@ high-intent list read candidates from it, rescore them now and write the fresher
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -370,6 +372,12 @@ class LeadStore:
             pipe.execute()
 
         self.cache.run(write)
+
+    def claim_delivery(self, delivery_id: str, location_id: str) -> bool:
+        """The location a delivery was first recorded under; False when it came before under another."""
+        key = "lf:delivery:{" + hashlib.sha256(delivery_id.encode()).hexdigest()[:32] + "}"
+        prior = self.cache.run(lambda r: r.set(key, location_id, nx=True, get=True, ex=DEDUPE_TTL))
+        return prior is None or prior == location_id
 
     def sweep_expired(self, location_id: str, now: float) -> int:
         """Remove the index entries of leads whose data has ended; how many were removed."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from leadflow.errors import InvalidInput
-from leadflow.intake.events import Action, BatchRejected, Malformed, Parsed, epoch, text
+from leadflow.intake.events import Action, BatchRejected, Malformed, Parsed, epoch, identifier
 from leadflow.signals import Signal
 
 MAX_EVENTS = 100
@@ -27,7 +27,7 @@ def _event(item: Any, index: int | None, *, webhook_id: str, received_at: float,
     kind = item.get("type", EVENT_TYPE)
     if kind != EVENT_TYPE:
         raise InvalidInput("type must be 'activity'")
-    contact = text(item.get("contact_id"), 128)
+    contact = identifier(item.get("contact_id"), "contact_id")
     if not contact:
         raise InvalidInput("contact_id is required")
     raw_signal = item.get("signal")
@@ -43,10 +43,10 @@ def _event(item: Any, index: int | None, *, webhook_id: str, received_at: float,
         if parsed > received_at + FUTURE_SKEW_SECONDS:
             raise InvalidInput("occurred_at may not lie in the future")
         at = parsed
-    own_id = text(item.get("id"), 128)
+    own_id = identifier(item.get("id"), "id")
     delivery_id = f"wh:{webhook_id}" if index is None else f"wh:{webhook_id}:{index}"
     event_id = f"act:{own_id}" if own_id else delivery_id
-    location = text(item.get("location_id"), 128) or location_hint
+    location = identifier(item.get("location_id"), "location_id") or location_hint
     return Action(EVENT_TYPE, location, contact, signal=signal, at=at, event_id=event_id)
 
 

@@ -14,8 +14,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from leadflow.errors import LeadflowError
-from leadflow.lead_state import encode_profile
+from leadflow.errors import InvalidInput, LeadflowError
+from leadflow.lead_state import MAX_ID, encode_profile
 from leadflow.signals import Signal
 
 WINDOW_SECONDS = 300  # signed timestamps further than this from now are rejected
@@ -67,6 +67,15 @@ def text(value: Any, limit: int = 200) -> str | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)[:limit]
     return None
+
+
+def identifier(value: Any, name: str) -> str | None:
+    """An id as given (stripped), or None; over MAX_ID characters is a 422 naming the field: an id
+    is never cut short, where it could become another lead's."""
+    raw = text(value, limit=MAX_ID + 1)
+    if raw is not None and len(raw) > MAX_ID:
+        raise InvalidInput(f"{name}: at most {MAX_ID} characters")
+    return raw
 
 
 def epoch(value: Any) -> float | None:

@@ -14,7 +14,17 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from leadflow.config import Settings
-from leadflow.intake.events import WINDOW_SECONDS, Action, Malformed, Parsed, contact_profile, dnd_channels, epoch, text
+from leadflow.intake.events import (
+    WINDOW_SECONDS,
+    Action,
+    Malformed,
+    Parsed,
+    contact_profile,
+    dnd_channels,
+    epoch,
+    identifier,
+    text,
+)
 from leadflow.intake.verify import SignatureError
 from leadflow.lead import PAUSED_FOR_GOOD
 from leadflow.signals import Signal
@@ -43,7 +53,9 @@ FORM_SOURCES = ("form", "survey", "funnel", "chat widget", "chat_widget")
 
 
 def dedupe_id(payload: Mapping[str, Any], body: bytes) -> str:
-    webhook_id = text(payload.get("webhookId"), 128)
+    webhook_id = text(payload.get("webhookId"), 1024)
+    if webhook_id and len(webhook_id) > 128:  # never cut short, where it could match another
+        webhook_id = "sha256:" + hashlib.sha256(webhook_id.encode()).hexdigest()[:40]
     return f"ghl:{webhook_id}" if webhook_id else "ghl:" + hashlib.sha256(body).hexdigest()[:40]
 
 
@@ -72,7 +84,7 @@ def keyword(body: str) -> str:
 
 
 def _contact(event_type: str, payload: Mapping[str, Any], location: str, **kw: Any) -> Action:
-    contact = text(payload.get("id"), 128)
+    contact = identifier(payload.get("id"), "id")
     if not contact:
         raise Malformed(f"id is required in {event_type}")
     return Action(event_type, location, contact, **kw)
@@ -118,7 +130,7 @@ def _dnd_update(event_type: str, payload: Mapping[str, Any], location: str, at: 
 def _inbound(
     event_type: str, payload: Mapping[str, Any], location: str, at: float, event_id: str, config: Settings
 ) -> Action | None:
-    contact = text(payload.get("contactId"), 128)
+    contact = identifier(payload.get("contactId"), "contactId")
     if not contact:
         raise Malformed("contactId is required in InboundMessage")
     channel = (text(payload.get("messageType"), 40) or "").lower()
@@ -142,7 +154,7 @@ def _appointment(event_type: str, payload: Mapping[str, Any], location: str, at:
     appointment = payload.get("appointment")
     if not isinstance(appointment, dict):
         raise Malformed("appointment is required in AppointmentCreate")
-    contact = text(appointment.get("contactId"), 128)
+    contact = identifier(appointment.get("contactId"), "appointment.contactId")
     if not contact:
         raise Malformed("appointment.contactId is required in AppointmentCreate")
     status = (text(appointment.get("appointmentStatus"), 40) or "").lower()
@@ -157,7 +169,7 @@ def _opportunity(event_type: str, payload: Mapping[str, Any], location: str, at:
     status = (text(payload.get("status"), 40) or "").lower()
     if status not in {"won", "lost"}:
         return None
-    contact = text(payload.get("contactId"), 128)
+    contact = identifier(payload.get("contactId"), "contactId")
     if not contact:
         raise Malformed("contactId is required in OpportunityStatusUpdate")
     guard = {"g:paused_until": repr(PAUSED_FOR_GOOD), "g:outcome": status}
@@ -188,7 +200,7 @@ def parse(
     event_type = text(payload.get("type"), 64) or "unknown"
     at = check_timestamp(payload, now) if not replay else epoch(payload.get("timestamp"))
     at = received_at if at is None or not math.isfinite(at) else at
-    location = text(payload.get("locationId"), 128) or location_hint
+    location = identifier(payload.get("locationId"), "locationId") or location_hint
     event_id = dedupe_id(payload, body)
     action: Action | None
     if event_type == "InboundMessage":

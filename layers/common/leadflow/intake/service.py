@@ -23,10 +23,10 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 
 from leadflow.config import Settings, settings
-from leadflow.errors import LeadflowError, StoreUnavailable
+from leadflow.errors import InvalidInput, LeadflowError, StoreUnavailable
 from leadflow.intake import activity, ghl, workflow
 from leadflow.intake.contacts import lead_timezone
-from leadflow.intake.events import Action, BatchRejected, Malformed, Parsed
+from leadflow.intake.events import Action, BatchRejected, Malformed, Parsed, identifier
 from leadflow.intake.spill import Delivery, SpillFailed, spill
 from leadflow.intake.verify import SignatureError, verify_bearer, verify_ghl, verify_standard
 from leadflow.lead_state import LeadStore, Recorded, encode_profile
@@ -127,8 +127,12 @@ def handle_request(event: Any, now: float | None = None) -> Reply:
     if request.method != "POST":
         return Reply(405, {"message": "use POST"}, {"allow": "POST"})
     try:
+        query_location = identifier(request.query.get("location_id"), "location_id")
+    except InvalidInput as exc:
+        return Reply(exc.status, {"message": exc.message})
+    try:
         config = settings()
-        hint = config.location(request.query.get("location_id"))
+        hint = config.location(query_location)
         verified_id = _verify(route, request, config)
     except SignatureError as exc:
         metrics.add_metric(name="SignatureFailures", unit=MetricUnit.Count, value=1)
@@ -176,12 +180,8 @@ def _process(delivery: Delivery, config: Settings, now: float, started: float) -
         _finish(route, _event_type(payload, route), "", Counter({outcome: 1}), started)
         return Reply(exc.status, {"message": exc.message})
     delivery = _with_id(delivery, parsed)
-    outcomes: Counter[str] = Counter()
     try:
-        for action in parsed.actions:
-            outcome = apply(action, config, now)
-            outcomes[outcome] += 1
-            _log_event(route, action, outcome, started)
+        outcomes = apply_delivery(delivery, parsed, config, now, started)
     except StoreUnavailable as exc:
         logger.warning("redis unavailable; spilling the event", extra={"route": route, "error": exc.message})
         return _spill_or_throttle(delivery, parsed.event_type, len(parsed.actions), started, parsed.rejected)
@@ -244,6 +244,22 @@ def parse(delivery: Delivery, payload: Any, config: Settings, now: float, *, rep
 
 # ---------------------------------------------------------------------------------------------
 # Recording
+
+
+def apply_delivery(
+    delivery: Delivery, parsed: Parsed, config: Settings, now: float, started: float, replayed: bool = False
+) -> Counter[str]:
+    """Record a delivery's actions: outcome -> count. A delivery whose events took their location
+    from the unsigned `?location_id` is first claimed for that location, so the same signed delivery
+    under another `?location_id` is a duplicate, not another lead's event."""
+    outcomes: Counter[str] = Counter()
+    hinted = any(action.location_id == delivery.location_hint for action in parsed.actions)
+    first = not (hinted and delivery.dedupe_id) or store().claim_delivery(delivery.dedupe_id, delivery.location_hint)
+    for action in parsed.actions:
+        outcome = apply(action, config, now) if first else "duplicate"
+        outcomes[outcome] += 1
+        _log_event(delivery.route, action, outcome, started, replayed=replayed)
+    return outcomes
 
 
 def apply(action: Action, config: Settings, now: float) -> str:
@@ -323,11 +339,7 @@ def replay(message_body: str, now: float | None = None) -> Counter[str]:
     except (LeadflowError, SignatureError, ValueError, RecursionError) as exc:
         logger.error("spilled event cannot be parsed; dropped", extra={"route": delivery.route, "error": str(exc)})
         return Counter({"malformed": 1})
-    outcomes: Counter[str] = Counter()
-    for action in parsed.actions:
-        outcome = apply(action, config, now)
-        outcomes[outcome] += 1
-        _log_event(delivery.route, action, outcome, started, replayed=True)
+    outcomes = apply_delivery(delivery, parsed, config, now, started, replayed=True)
     if parsed.actions:
         _metric(parsed.event_type, Counter({f"replayed_{k}": v for k, v in outcomes.items()}))
     return outcomes

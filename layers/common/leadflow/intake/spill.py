@@ -18,6 +18,7 @@ from typing import Any
 
 from leadflow.config import settings
 from leadflow.intake.events import Malformed
+from leadflow.jobs import sqs_config
 
 VERSION = 1
 
@@ -72,10 +73,8 @@ class Delivery:
 @functools.cache
 def sqs() -> Any:
     import boto3
-    from botocore.config import Config
 
-    config = Config(connect_timeout=1, read_timeout=2, retries={"max_attempts": 2, "mode": "standard"})
-    return boto3.client("sqs", config=config)
+    return boto3.client("sqs", config=sqs_config())
 
 
 def spill(delivery: Delivery) -> None:

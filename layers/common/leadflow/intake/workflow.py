@@ -16,7 +16,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from leadflow.errors import InvalidInput
-from leadflow.intake.events import WINDOW_SECONDS, Action, Malformed, Parsed, contact_profile, epoch, text
+from leadflow.intake.events import (
+    WINDOW_SECONDS,
+    Action,
+    Malformed,
+    Parsed,
+    contact_profile,
+    epoch,
+    identifier,
+)
 from leadflow.signals import Signal
 
 EVENT_TYPE = "workflow"
@@ -40,12 +48,14 @@ def parse(payload: Any, *, event_id: str, received_at: float, location_hint: str
     custom = custom if isinstance(custom, dict) else {}
     location_obj = payload.get("location")
     location = (
-        (text(location_obj.get("id"), 128) if isinstance(location_obj, dict) else None)
-        or text(_pick(payload, custom, "location_id"), 128)
-        or text(_pick(payload, custom, "locationId"), 128)
+        (identifier(location_obj.get("id"), "location.id") if isinstance(location_obj, dict) else None)
+        or identifier(_pick(payload, custom, "location_id"), "location_id")
+        or identifier(_pick(payload, custom, "locationId"), "locationId")
         or location_hint
     )
-    contact = text(_pick(payload, custom, "contact_id"), 128) or text(_pick(payload, custom, "contactId"), 128)
+    contact = identifier(_pick(payload, custom, "contact_id"), "contact_id") or identifier(
+        _pick(payload, custom, "contactId"), "contactId"
+    )
     raw_signal = _pick(payload, custom, "signal")
     signal: Signal | None = None
     if raw_signal is not None and raw_signal != "":
