@@ -1,0 +1,163 @@
+"""Where a lead is: the IANA zones whose clocks decide when it may be messaged.
+
+The contract: the timezone GHL gave (the profile's); without one, the phone's area code (US/Canada
+area codes to IANA zones; an area code spanning several zones keeps them all, and sending hours
+must hold in every one of them); only then DEFAULT_TIMEZONE. The first zone is the lead's primary
+zone: its score's `timezone` and the clock of its contact window.
+
+Area codes come from libphonenumber's prefix -> zones table (`phonenumbers`, its `tzdata` package),
+looked up by the prefix "1" + area code and every finer prefix under it (some area codes, 310 for
+one, are listed only by exchange; 850's Central exchanges are listed under its Eastern default).
+Only the area code is kept in a profile, never the number.
+
+Cold starts: `import phonenumbers` (any of its modules) first runs the package's __init__, which
+loads the whole parsing library: about 35 ms here, 24 ms more than what a handler already imports.
+leadflow needs only the generated table, so it runs that module's compiled code without the
+package (about 3 ms), and falls back to the ordinary import should the package's layout change.
+Either way this happens once per process, and only when a lead without a GHL timezone needs its
+area code's zones.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from leadflow.lead import Profile
+
+NANP = "1"  # the North American Numbering Plan's country code
+AREA_CODE_DIGITS = 3
+
+
+@functools.lru_cache(maxsize=1024)
+def zone_of(name: str | None, default: str) -> ZoneInfo:
+    """The zone named `name`, or the default when it has none or an unknown one."""
+    return (_zone(name) if name else None) or ZoneInfo(default)
+
+
+@functools.lru_cache(maxsize=1024)
+def _zone(name: str) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(name)
+    except (ValueError, KeyError, OSError):  # ZoneInfoNotFoundError is a KeyError
+        return None
+
+
+def lead_zones(profile: Profile, default: str) -> tuple[ZoneInfo, ...]:
+    """The lead's zones, primary first: GHL's timezone, else its area code's zones, else the default."""
+    return _lead_zones(profile.timezone, profile.area_code, default)
+
+
+@functools.lru_cache(maxsize=4096)
+def _lead_zones(timezone: str | None, area_code: str | None, default: str) -> tuple[ZoneInfo, ...]:
+    own = _zone(timezone) if timezone else None
+    if own:
+        return (own,)
+    zones = tuple(zone for zone in map(_zone, area_code_zones(area_code)) if zone)
+    return zones or (zone_of(None, default),)
+
+
+def area_code_zones(area_code: str | None) -> tuple[str, ...]:
+    """The IANA zones of a North American area code, primary first; () when it is not known."""
+    return _area_codes().get(area_code or "", ())
+
+
+def known_area_codes() -> frozenset[str]:
+    return frozenset(_area_codes())
+
+
+def shared_hours(zones: Sequence[ZoneInfo], hours: tuple[int, int], at: datetime) -> tuple[int, int]:
+    """`hours` on the first zone's clock, narrowed so that every hour in them is inside `hours` on
+    every other zone's clock too (at `at`): 850's 8-21 Central and Eastern is 9-21 Eastern.
+    The guardrail checks each zone itself; this is for windows drawn on the primary zone's clock."""
+    if len(zones) < 2:
+        return hours
+    first = at.astimezone(zones[0]).utcoffset()
+    ahead = [
+        (at.astimezone(zone).utcoffset() - first).total_seconds() / 3600  # type: ignore[operator]
+        for zone in zones[1:]
+    ]
+    start = hours[0] + math.ceil(max(0.0, -min(ahead)))  # a zone behind starts later on our clock
+    end = hours[1] - math.ceil(max(0.0, *ahead))  # a zone ahead ends earlier on our clock
+    return start, max(start, end)
+
+
+# ---------------------------------------------------------------------------------------------
+# libphonenumber's table
+
+
+@functools.cache
+def _area_codes() -> dict[str, tuple[str, ...]]:
+    """Area code -> zones, from every prefix "1" + area code [+ more digits]. The area code's own
+    entry (its zones for any exchange not listed apart) comes first, then the zones of its listed
+    exchanges, most listed first. The country-wide "1" entry (every NANP zone) is not an answer."""
+    own: dict[str, tuple[str, ...]] = {}
+    listed: dict[str, dict[str, int]] = {}
+    for prefix, zones in _timezone_data().items():
+        if len(prefix) < 1 + AREA_CODE_DIGITS or not prefix.startswith(NANP):
+            continue
+        code = prefix[1 : 1 + AREA_CODE_DIGITS]
+        if len(prefix) == 1 + AREA_CODE_DIGITS:
+            own[code] = tuple(zones)
+            continue
+        counts = listed.setdefault(code, {})
+        for zone in zones:
+            counts[zone] = counts.get(zone, 0) + 1
+    table: dict[str, tuple[str, ...]] = {}
+    for code in own.keys() | listed.keys():
+        first = own.get(code, ())
+        counts = listed.get(code, {})
+        rest = sorted((zone for zone in counts if zone not in first), key=lambda zone: (-counts[zone], zone))
+        table[code] = first + tuple(rest)
+    return table
+
+
+def _timezone_data() -> Mapping[str, Sequence[str]]:
+    """libphonenumber's prefix -> zones table (every country's)."""
+    try:
+        return _read_tzdata()
+    except Exception:  # a different layout of the package: the ordinary, slower import
+        from phonenumbers.tzdata import TIMEZONE_DATA
+
+        return TIMEZONE_DATA
+
+
+def _read_tzdata() -> dict[str, Sequence[str]]:
+    """phonenumbers/tzdata/data*.py's `data` dicts, from their compiled code, without importing the
+    phonenumbers package. Their one import, `from ..util import u`, is answered with a stand-in."""
+    import builtins
+    import importlib.machinery
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("phonenumbers")  # finds the package; does not import it
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("phonenumbers is not installed")
+    folder = Path(next(iter(spec.submodule_search_locations))) / "tzdata"
+    parts = sorted(folder.glob("data*.py"), key=lambda path: int(path.stem[4:] or 0))
+    if not parts:
+        raise ImportError("phonenumbers has no tzdata/data*.py")
+
+    def stand_in(name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> Any:
+        if level == 2 and name == "util":
+            return _Util
+        raise ImportError(f"unexpected import {name!r} in phonenumbers' tzdata")
+
+    data: dict[str, Sequence[str]] = {}
+    for path in parts:
+        name = f"phonenumbers.tzdata.{path.stem}"
+        code = importlib.machinery.SourceFileLoader(name, str(path)).get_code(name)  # uses its .pyc
+        if code is None:
+            raise ImportError(f"no code in {path}")
+        namespace: dict[str, Any] = {"__name__": name, "__builtins__": {**vars(builtins), "__import__": stand_in}}
+        exec(code, namespace)  # noqa: S102  (the installed package's own generated code)
+        data.update(namespace["data"])
+    return data
+
+
+class _Util:
+    u = staticmethod(str)  # phonenumbers.util.u: a no-op on Python 3
