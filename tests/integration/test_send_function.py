@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 import multiprocessing
 import time
+from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
+from leadflow.config import settings
 from tests.conftest import Queues
 from tests.helpers import HOT, URGENT, StubServer, http_event, seed_lead, sqs_event, zone_at
 
@@ -106,6 +109,65 @@ def test_the_daily_cap_stops_the_fourth_message(send: Any, lambda_context: Any) 
     assert history()[0] | {"at": None} == {
         "job_id": "job-3", "channel": "sms", "status": "skipped", "reason": "daily_cap", "at": None,
     }  # fmt: skip
+
+
+# Where the lead is: GHL's timezone, else its phone's area code (every zone of it), else the default.
+# The send function reads the clock once per job (sending.time.time); these tests set it.
+
+
+def at_utc(iso: str, monkeypatch: pytest.MonkeyPatch) -> float:
+    """Make `iso` (UTC) the send function's now."""
+    from leadflow import sending
+
+    at = datetime.fromisoformat(iso).replace(tzinfo=UTC).timestamp()
+    monkeypatch.setattr(sending, "time", SimpleNamespace(time=lambda: at))
+    return at
+
+
+@pytest.mark.parametrize(
+    ("profile", "utc", "reason"),
+    [
+        ({"area_code": "415"}, "2026-11-25T13:30", "quiet_hours"),  # 05:30 Pacific, 08:30 in New York
+        ({"area_code": "415"}, "2026-11-25T16:30", None),  # 08:30 Pacific
+        ({"area_code": "415", "timezone": "America/New_York"}, "2026-11-25T13:30", None),  # GHL's zone decides
+        ({"area_code": "850"}, "2026-11-25T13:30", "quiet_hours"),  # 08:30 Eastern is 07:30 Central
+        ({"area_code": "850"}, "2026-11-25T14:30", None),  # 09:30 Eastern, 08:30 Central
+        ({"area_code": "305", "state": "GA"}, "2026-11-26T01:30", "quiet_hours"),  # 20:30: Florida stops at 8 pm
+        ({"area_code": "404", "state": "GA"}, "2026-11-26T01:30", None),
+    ],
+)
+def test_where_the_lead_is_decides_its_hours_at_send_time(
+    send: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch, profile: dict[str, Any], utc: str, reason: str
+) -> None:
+    assert settings().default_timezone == "America/New_York"
+    at = at_utc(utc, monkeypatch)
+    seed_lead("hot-1", HOT, profile={"first_name": "Ana"} | profile, now=at)
+    assert deliver(send, lambda_context, job()) == {"batchItemFailures": []}
+    [entry] = history()
+    assert (entry["status"], entry.get("reason")) == ("skipped" if reason else "sent", reason)
+    assert len(outbox()) == (0 if reason else 1)
+
+
+@pytest.mark.parametrize(("area_code", "sent"), [("305", 3), ("404", 4)])
+def test_a_florida_area_code_allows_3_in_24_hours_whatever_the_state(
+    send: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch, area_code: str, sent: int
+) -> None:
+    monkeypatch.setenv("MAX_DAILY_FOLLOWUPS_PER_LEAD", "10")
+    settings.cache_clear()
+    at = at_utc("2026-11-25T17:00", monkeypatch)  # noon in Miami and Atlanta
+    seed_lead("hot-1", HOT, profile={"area_code": area_code, "state": "GA"}, now=at)
+    deliver(send, lambda_context, *(job(job_id=f"job-{i}") for i in range(4)))
+    assert len(outbox()) == sent
+    assert [e.get("reason") for e in history() if e["status"] == "skipped"] == ["daily_cap"] * (4 - sent)
+
+
+def test_an_on_demand_message_to_a_415_lead_at_5_30_pacific_is_quiet_hours(
+    send: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = at_utc("2026-11-25T13:30", monkeypatch)
+    seed_lead("hot-1", HOT, profile={"area_code": "415"}, now=at)
+    status, reply = messages_api(send, lambda_context, "POST", "hot-1")
+    assert (status, reply["reason"]) == (409, "quiet_hours")
 
 
 def test_an_email_job_has_a_subject(send: Any, lambda_context: Any) -> None:

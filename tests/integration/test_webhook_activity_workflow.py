@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from leadflow.signals import Signal
-from tests.helpers import load_event
+from tests.helpers import StubServer, load_event
 from tests.integration.test_webhook_support import (
     WORKFLOW_TOKEN,
     Intake,
@@ -120,6 +122,101 @@ def test_a_batch_with_no_usable_event_is_a_422_with_every_reason(intake: Intake)
     status, reply = intake(activity_event({"events": [activity(signal="x"), activity(contact_id=None)]}))
     assert status == 422
     assert len(reply["rejected"]) == 2
+
+
+# --- activity: the lead's timezone ---------------------------------------------------------------
+# A lead known only from the website tracker has no GHL contact event to bring its timezone: the
+# first activity event asks GHL (contact, then location), and later ones that day do not ask again.
+
+
+@pytest.fixture
+def ghl_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[StubServer]:
+    """GHL's contact and location routes, with no timezone anywhere unless a test scripts one."""
+    from leadflow.config import settings
+
+    server = StubServer(
+        {
+            "GET /contacts/contact-7": [(200, {}, {"contact": {"id": "contact-7"}})],
+            "GET /locations/loc-1": [(200, {}, {"location": {"id": "loc-1"}})],
+        }
+    )
+    monkeypatch.setenv("GHL_API_KEY", "pit-test-token")
+    monkeypatch.setenv("GHL_API_BASE_URL", server.url)
+    monkeypatch.setenv("SEND_MODE", "dry-run")
+    settings.cache_clear()
+    yield server
+    server.close()
+
+
+def test_an_activity_only_lead_gets_its_timezone_from_ghl(intake: Intake, ghl_api: StubServer) -> None:
+    contact = {"contact": {"id": "contact-7", "timezone": "America/Denver"}}
+    ghl_api.replies["GET /contacts/contact-7"] = [(200, {}, contact)]
+    assert intake(activity_event(activity()))[1] == {"status": "accepted"}
+    assert lead("contact-7").profile.timezone == "America/Denver"
+    [call] = ghl_api.calls("GET /contacts/contact-7")
+    assert (call["headers"]["Authorization"], call["headers"]["Version"]) == ("Bearer pit-test-token", "2021-07-28")
+
+
+def test_an_activity_only_lead_falls_back_to_its_locations_timezone(intake: Intake, ghl_api: StubServer) -> None:
+    ghl_api.replies["GET /locations/loc-1"] = [(200, {}, {"location": {"id": "loc-1", "timezone": "America/Phoenix"}})]
+    intake(activity_event(activity()))
+    assert lead("contact-7").profile.timezone == "America/Phoenix"
+
+
+def test_an_activity_only_lead_is_looked_up_once_a_day_not_on_every_event(intake: Intake, ghl_api: StubServer) -> None:
+    from leadflow.lead_state import LeadStore
+
+    for signal in ("pricing_tool_usage", "listing_view", "property_search"):
+        assert intake(activity_event(activity(signal=signal)))[1] == {"status": "accepted"}
+    assert len(ghl_api.calls("GET /contacts/contact-7")) == 1
+    stored = lead("contact-7")
+    assert stored.profile.timezone is None
+    assert time.time() - stored.tz_checked < 60
+    # A day later the lead is asked about again.
+    LeadStore().set_fields("loc-1", "contact-7", {"g:tz_checked": repr(time.time() - 86_401)})
+    intake(activity_event(activity(signal="website_visit")))
+    assert len(ghl_api.calls("GET /contacts/contact-7")) == 2
+
+
+def test_a_lead_with_a_timezone_is_not_looked_up(intake: Intake, ghl_api: StubServer) -> None:
+    from leadflow.lead_state import LeadStore, encode_profile
+
+    LeadStore().record("loc-1", "contact-7", fields=encode_profile({"timezone": "America/Chicago"}))
+    intake(activity_event(activity()))
+    assert ghl_api.calls("GET /contacts/contact-7") == []
+    assert lead("contact-7").profile.timezone == "America/Chicago"
+
+
+def test_when_a_lookup_is_due() -> None:
+    from leadflow.intake.contacts import lookup_due
+    from leadflow.lead import LeadState, Profile
+
+    now = time.time()
+    fresh, checked = LeadState(), LeadState(tz_checked=now - 3600)
+    assert lookup_due(fresh, contact_event=False, now=now)
+    assert not lookup_due(checked, contact_event=False, now=now)  # asked an hour ago
+    assert lookup_due(checked, contact_event=True, now=now)  # GHL just sent the contact: ask
+    assert lookup_due(LeadState(tz_checked=now - 86_400), contact_event=False, now=now)
+    assert not lookup_due(LeadState(profile=Profile(timezone="America/Denver")), contact_event=True, now=now)
+
+
+def test_concurrent_events_of_one_lead_make_one_lookup(intake: Intake, ghl_api: StubServer) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from leadflow.config import settings
+    from leadflow.intake.contacts import fill_timezone
+    from leadflow.intake.events import Action
+    from leadflow.lead_state import LeadStore
+
+    store = LeadStore()
+    recorded = store.record("loc-1", "contact-7", signal=Signal.LISTING_VIEW)
+    assert recorded is not None
+    action = Action("activity", "loc-1", "contact-7", signal=Signal.LISTING_VIEW)
+    states = [copy.deepcopy(recorded.state) for _ in range(8)]  # what each event's record returned
+    now = time.time()
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda state: fill_timezone(store, action, state, settings(), now), states))
+    assert len(ghl_api.calls("GET /contacts/contact-7")) == 1
 
 
 # --- workflow ------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from leadflow import where
 from leadflow.activity import state_from_activity
 from leadflow.lead import LeadState, Profile
 from leadflow.scoring import PredictiveSellScore, intent_level, likelihood, score_lead, trend
@@ -259,6 +260,51 @@ def test_contact_window_uses_the_default_timezone_when_the_lead_has_none() -> No
     state.add(Signal.LISTING_VIEW, NOW.replace(hour=16).timestamp() - DAY)  # 11:00 in New York
     result = score(state)
     assert (result.optimal_contact_window, result.timezone) == ((11, 13), DEFAULT_TZ)
+
+
+def test_contact_window_is_in_the_area_codes_zone_when_the_lead_has_no_timezone() -> None:
+    # A 415 number, no timezone from GHL, engaging around 14:00 Pacific (22:00 UTC in November)
+    state = LeadState(profile=Profile(area_code="415"))
+    for day in (1, 2, 3):
+        state.add(Signal.LISTING_VIEW, (NOW.replace(hour=22, minute=10) - timedelta(days=day)).timestamp())
+    result = score(state)
+    assert (result.optimal_contact_window, result.timezone) == ((14, 16), "America/Los_Angeles")
+
+
+def test_a_timezone_from_ghl_beats_the_area_code_in_the_score() -> None:
+    result = score(LeadState(profile=Profile(timezone="America/Chicago", area_code="415")))
+    assert result.timezone == "America/Chicago"
+
+
+def test_an_850_leads_window_is_inside_sending_hours_on_central_clocks_too() -> None:
+    # Engaging from 8:00 Eastern (7:00 Central): 8-10 Eastern would begin before 8 in Pensacola.
+    state = LeadState(profile=Profile(area_code="850"))
+    for day in (1, 2, 3):
+        state.add(Signal.LISTING_VIEW, NOW.replace(hour=13).timestamp() - day * DAY)
+    state.add(Signal.LISTING_VIEW, NOW.replace(hour=14).timestamp() - DAY)
+    result = score(state)
+    assert (result.optimal_contact_window, result.timezone) == ((9, 11), "America/New_York")
+
+
+area_codes = st.sampled_from(sorted(where.known_area_codes()))
+
+
+@settings(max_examples=150, deadline=None)
+@given(histograms, area_codes, moments)
+def test_contact_window_is_inside_sending_hours_on_every_clock_of_the_area_code(
+    hours: list[int], code: str, now: datetime
+) -> None:
+    state = LeadState(hours_utc=hours, profile=Profile(area_code=code))
+    result = score(state, now)
+    start, end = result.optimal_contact_window
+    assert end - start == 2
+    lead_zones = where.lead_zones(state.profile, DEFAULT_TZ)
+    assert result.timezone == lead_zones[0].key
+    primary = now.astimezone(lead_zones[0]).utcoffset()
+    for zone in lead_zones:
+        ahead = (now.astimezone(zone).utcoffset() - primary).total_seconds() / 3600  # type: ignore[operator]
+        for minute in range(start * 60, end * 60, 15):  # the window's minutes on the primary clock
+            assert SENDING_HOURS[0] <= math.floor(minute / 60 + ahead) < SENDING_HOURS[1], (code, zone.key)
 
 
 def test_contact_window_never_leaves_sending_hours_even_for_a_night_owl() -> None:

@@ -74,6 +74,7 @@ class LeadState:
     paused_until: float = 0.0  # stop-on-reply, appointment booked, opportunity closed
     outcome: str | None = None  # "won" | "lost", kept to calibrate the model
     first_seen: float = 0.0
+    tz_checked: float = 0.0  # epoch seconds of the last timezone lookup (intake.contacts)
 
     def add(self, signal: Signal, at: float) -> None:
         state = self.signals.get(signal)

@@ -5,7 +5,7 @@ Lua scripts run there; the score index is one sorted set per location (`{locatio
 
     lf:{loc:cid}:lead      hash   s:<signal> "count last decayed long", h<utc hour> count,
                                   p:<profile field> and tp:<its event time>, g:paused_until,
-                                  g:outcome, first_seen, updated
+                                  g:outcome, g:tz_checked, first_seen, updated
     lf:{loc:cid}:seen:<id> string de-duplication of events, expiring after DEDUPE_TTL
     lf:{loc}:scores        zset   contact id -> likelihood at its last update (an upper bound now)
     lf:{loc}:expires       zset   contact id -> when its data ends (swept from the index by the monitor)
@@ -185,6 +185,8 @@ def decode_state(fields: Mapping[str, str]) -> LeadState:
             state.paused_until = float(value)
         elif name == "g:outcome":
             state.outcome = value
+        elif name == "g:tz_checked":
+            state.tz_checked = float(value)
         elif name == "first_seen":
             state.first_seen = float(value)
     return state
@@ -206,6 +208,8 @@ def encode_state(state: LeadState) -> dict[str, str]:
         fields["g:outcome"] = state.outcome
     if state.first_seen:
         fields["first_seen"] = repr(state.first_seen)
+    if state.tz_checked:
+        fields["g:tz_checked"] = repr(state.tz_checked)
     return fields
 
 

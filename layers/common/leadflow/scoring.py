@@ -32,6 +32,7 @@ from leadflow.signals import (
     VOLUME_SCALE,
     Signal,
 )
+from leadflow.where import lead_zones, shared_hours
 
 _LN2 = math.log(2)
 WINDOW_HOURS = 2  # the contract's contact window
@@ -160,15 +161,6 @@ def _confidence(distinct: int, events: int, last: float, now: float) -> float:
     return round(confidence, 2)
 
 
-@lru_cache(maxsize=1024)
-def zone_of(name: str | None, default: str) -> ZoneInfo:
-    """The lead's zone, or the default when it has none or an unknown one."""
-    try:
-        return ZoneInfo(name) if name else ZoneInfo(default)
-    except (ValueError, KeyError, OSError):
-        return ZoneInfo(default)
-
-
 def contact_window(hours_utc: list[int], offset_hours: int, sending_hours: tuple[int, int]) -> tuple[int, int]:
     """The 2-hour local window, inside sending hours, in which the lead engages most.
 
@@ -246,8 +238,11 @@ def score_lead(
     ]
     if len(key_signals) > 1:
         key_signals.sort(key=_by_points)
-    zone = zone_of(state.profile.timezone, default_timezone)
+    zones = lead_zones(state.profile, default_timezone)  # the primary zone first
+    zone = zones[0]
     offset_hours = _zone_offset_hours(zone, int(at // 3600))
+    if len(zones) > 1:  # a window inside sending hours in each of the lead's zones
+        sending_hours = shared_hours(zones, sending_hours, now)
     dominant = key_signals[0].type if key_signals else None
     return PredictiveSellScore(
         lead_id=lead_id,

@@ -111,7 +111,7 @@ def process_job(job: Job, attempt: int = 1, now: float | None = None) -> Outcome
     def before_post() -> None:
         """The last moment before the act: the rules again (a STOP may have come in while the message
         was written or the rate limit waited), then the state `sending`."""
-        moment = datetime.now(UTC) if now is None else when
+        moment = datetime.fromtimestamp(time.time(), UTC) if now is None else when
         reason = recheck(store.load(loc, cid), job.channel, moment)
         if reason:
             raise GuardrailBlocked(reason)

@@ -25,11 +25,11 @@ from aws_lambda_powertools.metrics import MetricUnit
 from leadflow.config import Settings, settings
 from leadflow.errors import InvalidInput, LeadflowError, StoreUnavailable
 from leadflow.intake import activity, ghl, workflow
-from leadflow.intake.contacts import lead_timezone
+from leadflow.intake.contacts import fill_timezone
 from leadflow.intake.events import Action, BatchRejected, Malformed, Parsed, identifier
 from leadflow.intake.spill import Delivery, SpillFailed, spill
 from leadflow.intake.verify import SignatureError, verify_bearer, verify_ghl, verify_standard
-from leadflow.lead_state import LeadStore, Recorded, encode_profile
+from leadflow.lead_state import LeadStore, Recorded
 from leadflow.observability import count, logger, metrics
 from leadflow.redis_client import Cache, cache
 
@@ -280,11 +280,8 @@ def apply(action: Action, config: Settings, now: float) -> str:
         fields=fields,
         now=now,
     )
-    if not recorded.duplicate and action.lookup_timezone and recorded.state.profile.timezone is None:
-        zone = lead_timezone(action.contact_id, action.location_id, config)
-        if zone:
-            leads.set_fields(action.location_id, action.contact_id, encode_profile({"timezone": zone}))
-            recorded.state.profile.timezone = zone
+    if not recorded.duplicate:
+        fill_timezone(leads, action, recorded.state, config, now)
     fast_path(action, recorded, now)  # a duplicate too: its first delivery may have stopped short of it
     return "duplicate" if recorded.duplicate else "accepted"
 
