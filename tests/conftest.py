@@ -36,6 +36,7 @@ def _clear_caches() -> None:
     ):
         cached.cache_clear()
     contacts._location_zones.clear()
+    jobs._replay_seen.clear()
 
 
 @pytest.fixture(autouse=True)

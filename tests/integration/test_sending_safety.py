@@ -160,3 +160,63 @@ def test_a_job_is_not_started_with_less_time_left_than_its_longest_path(send: An
     # And a fresh invocation sends it
     assert deliver(send, lambda_context, job(), receive_count=2) == {"batchItemFailures": []}
     assert len(outbox()) == 1
+
+
+# Nothing is sent past spilled events
+
+
+def test_nothing_automated_is_sent_while_spilled_events_wait_for_replay(
+    send: Any, queues: Any, lambda_context: Any
+) -> None:
+    from leadflow import jobs
+    from tests.helpers import URGENT, load_app, load_event, zone_at
+
+    # Given an urgent lead, and a spilled event (perhaps its STOP) waiting on the intake queue
+    seed_lead("hot-1", URGENT, profile=NOON | {"timezone": zone_at(12)})
+    queues.client.send_message(QueueUrl=queues.intake, MessageBody="{}")
+    # When the monitor runs and a job arrives
+    monitor = load_app("monitor")
+    report = monitor.lambda_handler(load_event("eventbridge_schedule"), lambda_context)
+    assert deliver(send, lambda_context, job()) == {"batchItemFailures": []}
+    # Then nothing is queued or sent, and the history says why
+    assert (report["held_for_replay"], report["queued"]) == (True, 0)
+    assert outbox() == []
+    assert [(e["status"], e["reason"]) for e in history()] == [("skipped", "replay_pending")]
+    # And once the replay has emptied the queue, the monitor queues again
+    [message] = queues.receive(queues.intake)
+    queues.client.delete_message(QueueUrl=queues.intake, ReceiptHandle=message["ReceiptHandle"])
+    jobs._replay_seen.clear()
+    assert monitor.lambda_handler(load_event("eventbridge_schedule"), lambda_context)["queued"] == 1
+
+
+# No contact data without an end
+
+
+def test_the_message_history_ends_with_the_lead(send: Any, redis_url: str, lambda_context: Any) -> None:
+    from leadflow.lead_state import lead_prefix
+
+    seed_lead("hot-1", HOT, profile=NOON)
+    deliver(send, lambda_context, job())
+    ttl = redis.Redis.from_url(redis_url).ttl(lead_prefix("loc-1", "hot-1") + ":messages")
+    assert 179 * 86_400 < ttl <= 180 * 86_400  # LEAD_TTL_DAYS' default
+
+
+def test_index_entries_of_leads_whose_data_ended_are_swept_by_the_monitor(
+    send: Any, redis_url: str, lambda_context: Any
+) -> None:
+    from leadflow.lead_state import expiry_key, index_key
+    from tests.helpers import load_app, load_event
+
+    raw = redis.Redis.from_url(redis_url)
+    seed_lead("gone-1", {"website_visit": 1}, profile=NOON)  # cold: the monitor never reads it as a candidate
+    seed_lead("kept-1", {"website_visit": 1}, profile=NOON)
+    assert raw.ttl("lf:{loc-1:gone-1}:lead") > 179 * 86_400
+    # Given a lead whose data has ended (its hash expired; its index entry would stay for good)
+    raw.delete("lf:{loc-1:gone-1}:lead")
+    raw.zadd(expiry_key("loc-1"), {"gone-1": time.time() - 1})
+    # When the monitor runs
+    report = load_app("monitor").lambda_handler(load_event("eventbridge_schedule"), lambda_context)
+    # Then its index entry is gone, and the other lead's is kept
+    assert report["expired"] == 1
+    assert raw.zscore(index_key("loc-1"), "gone-1") is None
+    assert raw.zscore(index_key("loc-1"), "kept-1") is not None

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -17,15 +16,6 @@ from leadflow.lead import Profile
 from tests.helpers import ROOT
 
 DEFAULT = "America/New_York"
-
-
-@pytest.fixture
-def fresh_table() -> Iterator[None]:
-    where._area_codes.cache_clear()
-    where._lead_zones.cache_clear()
-    yield
-    where._area_codes.cache_clear()
-    where._lead_zones.cache_clear()
 
 
 def names(profile: Profile, default: str = DEFAULT) -> tuple[str, ...]:

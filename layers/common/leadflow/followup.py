@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from leadflow import guardrails
 from leadflow.config import Settings, settings
 from leadflow.followup_store import FollowupStore, LeadFollowups
-from leadflow.jobs import Job, send_jobs
+from leadflow.jobs import Job, replay_pending, send_jobs
 from leadflow.lead import LeadState
 from leadflow.lead_state import LeadStore
 from leadflow.observability import count, logger
@@ -140,6 +140,7 @@ def _queue(location_id: str, jobs: Sequence[Job], fstore: FollowupStore) -> Coun
 @dataclass(slots=True)
 class MonitorReport:
     enabled: bool = True
+    held_for_replay: bool = False  # spilled events waited on the intake queue: nothing queued
     locations: int = 0
     candidates: int = 0
     eligible: int = 0
@@ -164,6 +165,10 @@ def run_monitor(
         report.enabled = False
         return report
     at = now.timestamp()
+    if replay_pending(at):
+        report.held_for_replay = True
+        logger.warning("spilled events wait for replay: the monitor queues nothing this run")
+        return report
     for location_id in store.locations():
         report.locations += 1
         report.expired += store.sweep_expired(location_id, at)

@@ -12,6 +12,7 @@ from typing import Any
 
 from leadflow.config import settings
 from leadflow.errors import InvalidInput
+from leadflow.observability import logger
 from leadflow.scoring import PredictiveSellScore
 
 SOURCES = ("monitor", "fast_path", "on_demand")
@@ -113,3 +114,33 @@ def _send_batch(url: str, batch: Sequence[Job]) -> list[Job]:
     except Exception:
         return list(batch)
     return [batch[int(failure["Id"])] for failure in reply.get("Failed", [])]
+
+
+# Spilled events waiting for replay (a STOP may be among them) hold every follow-up until they are
+# recorded. The intake queue's depth is read at most this often per process.
+REPLAY_CHECK_SECONDS = 10.0
+_replay_seen: dict[str, tuple[float, bool]] = {}
+
+
+def replay_pending(now: float) -> bool:
+    """Whether spilled events wait on the intake queue. Unknown (SQS unreachable) counts as waiting:
+    a follow-up held is a message late, one sent past a STOP is a message that must never be."""
+    url = settings().intake_queue_url
+    if not url:
+        return False
+    seen = _replay_seen.get(url)
+    if seen and now - seen[0] < REPLAY_CHECK_SECONDS:
+        return seen[1]
+    names = [
+        "ApproximateNumberOfMessages",
+        "ApproximateNumberOfMessagesNotVisible",
+        "ApproximateNumberOfMessagesDelayed",
+    ]
+    try:
+        attributes = sqs().get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+        pending = any(int(attributes.get(name, 0)) for name in names)
+    except Exception as exc:
+        logger.error("intake queue depth unknown: follow-ups held", extra={"error": type(exc).__name__})
+        pending = True
+    _replay_seen[url] = (now, pending)
+    return pending

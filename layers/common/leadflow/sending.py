@@ -21,7 +21,7 @@ from leadflow.config import settings
 from leadflow.errors import GuardrailBlocked, InvalidInput, LeadNotFound, StoreUnavailable
 from leadflow.followup import choose_channel
 from leadflow.followup_store import RESERVED, SENDING, FollowupStore
-from leadflow.jobs import Job, followup_queue_url, send_jobs, sqs
+from leadflow.jobs import Job, followup_queue_url, replay_pending, send_jobs, sqs
 from leadflow.lead import LeadState
 from leadflow.lead_state import LeadStore
 from leadflow.observability import count, logger
@@ -31,6 +31,7 @@ from leadflow.scoring import score_lead
 # failing this often goes to the DLQ, and is recorded as failed on its last attempt.
 MAX_RECEIVES = 5
 OUTCOME_UNKNOWN = "outcome_unknown"
+REPLAY_PENDING = "replay_pending"  # spilled events (perhaps a STOP) not yet recorded
 # The longest one job can take: Claude (every attempt), every wait of the send (ghl.MAX_WAIT), and
 # each GHL attempt's connect, write and read timeouts. The send function starts no job with less
 # time left, so that no GHL request is cut off by the function's timeout (its outcome unknown).
@@ -88,6 +89,9 @@ def process_job(job: Job, attempt: int = 1, now: float | None = None) -> Outcome
     prior = fstore.job_state(loc, cid, job.job_id)
     if prior is not None and prior != RESERVED:
         return _resumed(job, prior, unknown)
+    if replay_pending(at):
+        count("MessagesSkipped", reason=REPLAY_PENDING)
+        return finish(Outcome("skipped", REPLAY_PENDING), f"skipped:{REPLAY_PENDING}")
     state = store.load(loc, cid)
     if state is None:
         return finish(Outcome("skipped", "unknown_lead"), "skipped:unknown_lead")
