@@ -35,7 +35,7 @@ QUEUE_ATTRIBUTES = (
 
 
 class Moto:
-    """A moto server on a free loopback port, for SQS and Secrets Manager."""
+    """A moto server on a free loopback port, for SQS, Secrets Manager and DynamoDB."""
 
     def __init__(self) -> None:
         from moto.server import ThreadedMotoServer
@@ -133,6 +133,24 @@ def create_secrets(stack: Stack, resolver: Resolver, secretsmanager: Any, values
         resolver.refs[logical_id] = arn
         resolver.attributes[(logical_id, "Id")] = arn
     return arns
+
+
+def create_tables(stack: Stack, resolver: Resolver, dynamodb: Any) -> dict[str, str]:
+    """The template's DynamoDB tables, with their keys (encryption and recovery are AWS's); returns names."""
+    names: dict[str, str] = {}
+    for logical_id in stack.tables:
+        props = resolver.resolve(stack.resources[logical_id].get("Properties", {}) or {})
+        name = props.get("TableName") or f"leadflow-{logical_id}"
+        dynamodb.create_table(
+            TableName=name,
+            KeySchema=props["KeySchema"],
+            AttributeDefinitions=props["AttributeDefinitions"],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        names[logical_id] = name
+        resolver.refs[logical_id] = name
+        resolver.attributes[(logical_id, "Arn")] = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
+    return names
 
 
 def sqs_event(messages: list[dict[str, Any]], queue: Queue) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from local import keys as local_keys
-from local.aws import DeadLetterWatch, Moto, Poller, Queue, create_queues, create_secrets
+from local.aws import DeadLetterWatch, Moto, Poller, Queue, create_queues, create_secrets, create_tables
 from local.launch import free_port
 from local.runtime import Log, Worker
 from local.server import Frontend, JwtCheck, Route, asgi_app
@@ -163,7 +163,7 @@ class LocalStack:
             self.redis_url = self.redis.url
             self.log.info(f"redis: started redis-server on {self.redis_url}")
         self.moto = Moto()
-        self.log.info(f"moto: SQS and Secrets Manager on {self.moto.endpoint}")
+        self.log.info(f"moto: SQS, Secrets Manager and DynamoDB on {self.moto.endpoint}")
         resolver = Resolver(stack.raw, self._parameters(stack))
         sqs = self.moto.client("sqs")
         self.queues = create_queues(stack, resolver, sqs, opts.visibility_timeout)
@@ -175,6 +175,7 @@ class LocalStack:
             )
             self.log.info(f"queue {queue.logical_id}: visibility {queue.visibility_timeout} s{shortened}{redrive}")
         create_secrets(stack, resolver, self.moto.client("secretsmanager"), self._secret_values(stack))
+        create_tables(stack, resolver, self.moto.client("dynamodb"))
         for spec in stack.functions.values():
             self.workers[spec.logical_id] = Worker(spec, self._environment(spec, resolver), opts.verbose)
         self._start_workers()

@@ -125,6 +125,7 @@ class Stack:
     schedules: list[Schedule] = field(default_factory=list)
     queues: list[str] = field(default_factory=list)  # logical ids, dead-letter queues first
     secrets: list[str] = field(default_factory=list)
+    tables: list[str] = field(default_factory=list)  # DynamoDB tables (logical ids)
     authorizers: dict[str, dict[str, JwtAuthorizer]] = field(default_factory=dict)  # api -> name -> authorizer
     default_authorizer: dict[str, str | None] = field(default_factory=dict)  # api -> name
     unsupported: list[str] = field(default_factory=list)  # what is declared but not run, for the log
@@ -151,6 +152,8 @@ def read(path: Path = TEMPLATE) -> Stack:
             stack.queues.append(logical_id)
         elif kind == "AWS::SecretsManager::Secret":
             stack.secrets.append(logical_id)
+        elif kind == "AWS::DynamoDB::Table":
+            stack.tables.append(logical_id)
         elif kind == "AWS::Serverless::HttpApi":
             _read_http_api(stack, logical_id, props)
     stack.queues = _dead_letter_first(stack.queues, resources)

@@ -31,7 +31,12 @@ REQUIRED_PARAMETERS: dict[str, Any] = {
 
 # The contract's routes (ARCHITECTURE.md, "Contract: HTTP"), by the function that serves them.
 CONTRACT_ROUTES: dict[str, set[tuple[str, str]]] = {
-    "webhook": {("POST", "/webhooks/ghl"), ("POST", "/webhooks/activity"), ("POST", "/webhooks/workflow")},
+    "webhook": {
+        ("POST", "/webhooks/ghl"),
+        ("POST", "/webhooks/activity"),
+        ("POST", "/webhooks/workflow"),
+        ("GET", "/oauth/callback"),  # "Contract: GHL both ways": GHL's redirect after an install
+    },
     "score": {("POST", "/leads/{lead_id}/score"), ("GET", "/leads/{lead_id}/score"), ("GET", "/leads/high-intent")},
     "monitor": set(),
     "send": {
@@ -50,6 +55,7 @@ _METHODS_BY_KEYWORD = re.compile(r"method\s*=\s*" + _METHODS)
 _METHODS_BY_POSITION = re.compile(r"^\s*,\s*" + _METHODS)
 _METHOD = re.compile(r"[\"']([A-Za-z]+)[\"']")
 _WEBHOOK_PATH = re.compile(r"[\"'](/webhooks/[\w-]+)[\"']")
+_OAUTH_PATH = re.compile(r"[\"'](/oauth/callback)[\"']")
 
 
 def load_template() -> dict[str, Any]:
@@ -140,8 +146,10 @@ def function_url_routes() -> set[tuple[str, str]]:
     """The /webhooks/* paths the webhook's intake code dispatches on (a Function URL has no routes of
     its own: the code matches the path; the contract makes every one a POST)."""
     sources = [ROOT / "functions" / "webhook" / "app.py", *sorted((ROOT / "layers/common/leadflow").rglob("*.py"))]
-    paths = {path for source in sources for path in _WEBHOOK_PATH.findall(source.read_text())}
-    return {("POST", path) for path in paths}
+    texts = [source.read_text() for source in sources]
+    posts = {path for text in texts for path in _WEBHOOK_PATH.findall(text)}
+    gets = {path for text in texts for path in _OAUTH_PATH.findall(text)}
+    return {("POST", path) for path in posts} | {("GET", path) for path in gets}
 
 
 def served_routes(function: str) -> tuple[set[tuple[str, str]], str]:

@@ -14,7 +14,9 @@ from tests.template.sam import FUNCTIONS, LOGICAL_ID, granted
 
 # Settings fields the template leaves unset on purpose: the plain forms of secrets (the template
 # passes the ..._SECRET_ARN form, so that no secret sits in the function's configuration).
-NOT_IN_TEMPLATE = {"GHL_API_KEY", "WORKFLOW_WEBHOOK_TOKEN", "WEBHOOK_SIGNING_SECRET", "ANTHROPIC_API_KEY"}
+NOT_IN_TEMPLATE = {
+    "GHL_API_KEY", "GHL_CLIENT_SECRET", "WORKFLOW_WEBHOOK_TOKEN", "WEBHOOK_SIGNING_SECRET", "ANTHROPIC_API_KEY",
+}  # fmt: skip
 POWERTOOLS = {
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_METRICS_NAMESPACE",

@@ -171,10 +171,15 @@ def test_each_function_may_send_to_and_read_secrets_of_only_what_it_uses(resourc
     assert granted(resources, "monitor", "sqs:GetQueueAttributes") == {"IntakeQueue"}
     assert granted(resources, "webhook", "secretsmanager:GetSecretValue") == {
         "GhlApiKeySecret",
+        "GhlClientSecret",
         "WorkflowWebhookTokenSecret",
         "WebhookSigningSecret",
     }
-    assert granted(resources, "send", "secretsmanager:GetSecretValue") == {"GhlApiKeySecret", "AnthropicApiKeySecret"}
+    assert granted(resources, "send", "secretsmanager:GetSecretValue") == {
+        "GhlApiKeySecret",
+        "GhlClientSecret",
+        "AnthropicApiKeySecret",
+    }
     assert granted(resources, "score", "secretsmanager:GetSecretValue") == set()
     assert granted(resources, "monitor", "secretsmanager:GetSecretValue") == set()
 
@@ -229,11 +234,13 @@ def test_alarms_watch_both_dead_letter_queues_errors_throttles_and_missing_monit
         for metric in metrics:
             if "MetricName" in metric:
                 (dimension,) = metric["Dimensions"]
-                target = dimension["Value"].get("Ref") or dimension["Value"]["Fn::GetAtt"][0]
+                value = dimension["Value"]
+                target = value if isinstance(value, str) else value.get("Ref") or value["Fn::GetAtt"][0]
                 watched.add((metric["MetricName"], target))
 
     for dlq in ("FollowupDLQ", "IntakeDLQ"):
         assert ("ApproximateNumberOfMessagesVisible", dlq) in watched
+    assert ("InstallationsNeedingReinstall", "leadflow") in watched  # a refused refresh token
     for function in LOGICAL_ID.values():
         assert ("Errors", function) in watched
         assert ("Throttles", function) in watched

@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     webhook_signing_secret: str | None = None
     webhook_signing_secret_secret_arn: str | None = None
 
+    ghl_client_id: str | None = None  # the marketplace app's OAuth client: marketplace mode when set
+    ghl_client_secret: str | None = None
+    ghl_client_secret_arn: str | None = None
+    ghl_redirect_uri: str | None = None
+    installations_table: str | None = None
+
     anthropic_api_key: str | None = None
     anthropic_api_key_secret_arn: str | None = None
     anthropic_model: str = "claude-haiku-4-5"
@@ -94,13 +100,23 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _default_send_mode(self) -> Settings:
         if self.send_mode is None:
-            has_key = bool(self.ghl_api_key or self.ghl_api_key_secret_arn)
+            has_key = bool(self.ghl_api_key or self.ghl_api_key_secret_arn or self.ghl_client_id)
             object.__setattr__(self, "send_mode", "live" if has_key else "dry-run")
+        if self.ghl_client_id and not self.installations_table:
+            raise ValueError("INSTALLATIONS_TABLE is required with GHL_CLIENT_ID")
         return self
+
+    @property
+    def marketplace(self) -> bool:
+        """Marketplace mode: tokens per location from installations (GHL_API_KEY still serves its own)."""
+        return bool(self.ghl_client_id)
 
     # Secrets: plain value first, then the Secrets Manager reference.
     def ghl_token(self) -> str | None:
         return _secret(self.ghl_api_key, self.ghl_api_key_secret_arn)
+
+    def client_secret(self) -> str | None:
+        return _secret(self.ghl_client_secret, self.ghl_client_secret_arn)
 
     def anthropic_key(self) -> str | None:
         return _secret(self.anthropic_api_key, self.anthropic_api_key_secret_arn)

@@ -19,7 +19,9 @@ from typing import Any
 
 import httpx
 
+from leadflow import installations
 from leadflow.config import settings
+from leadflow.errors import StoreUnavailable
 from leadflow.lead_state import location_key
 from leadflow.observability import logger
 from leadflow.redis_client import Cache, cache
@@ -63,6 +65,8 @@ class TransientFailure(DeliveryError):
 class OutcomeUnknown(DeliveryError):
     """GHL may have sent the message: never repeat the request."""
 
+
+NOT_INSTALLED = "not_installed"  # no token for the location: the app is not installed there (or must be again)
 
 # Errors raised before a byte of the request left: the only network errors that may be retried.
 NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -132,13 +136,12 @@ def send_message(
     """Send through GHL; returns GHL's message id. `before_post` runs right before each request,
     after any rate-limit wait: the last chance to stop (it raises) and to record the attempt."""
     config = settings()
-    token = config.ghl_token()
-    if not token:
-        raise PermanentFailure("no GHL API key configured")
+    token = _token(location_id)
     limiter = limiter or RateLimiter()
     url = config.ghl_api_base_url.rstrip("/") + "/conversations/messages"
     headers = {"Authorization": f"Bearer {token}", "Version": API_VERSION, "Accept": "application/json"}
     payload = _payload(contact_id, channel, body, subject)
+    refreshed = False
     deadline = limiter.clock() + MAX_WAIT  # every wait of one send shares it, so the job's time is bounded
     for attempt in range(1, MAX_ATTEMPTS + 1):
         limiter.acquire(location_id, sleep, deadline)
@@ -165,11 +168,25 @@ def send_message(
             continue
         if response.status_code >= 500:
             raise TransientFailure(f"ghl_{response.status_code}")
+        if response.status_code == 401 and not refreshed:  # refused unread: a new token, once
+            refreshed = True
+            headers["Authorization"] = f"Bearer {_token(location_id, refresh=True)}"
+            continue
         if response.status_code >= 400:
             raise PermanentFailure(f"ghl_{response.status_code}: {_error_text(response)}")
         data = _json(response)
         return str(data.get("messageId") or data.get("id") or data.get("conversationId") or "")
     raise TransientFailure("rate_limited")
+
+
+def _token(location_id: str, refresh: bool = False) -> str:
+    try:
+        token = installations.token_for(location_id, refresh=refresh)
+    except (installations.TokenUnavailable, StoreUnavailable) as exc:
+        raise TransientFailure(f"token: {exc}") from None
+    if not token:
+        raise PermanentFailure(NOT_INSTALLED)
+    return token
 
 
 def _drain(limiter: RateLimiter, location_id: str, seconds: float) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from leadflow import ghl, guardrails
+from leadflow import ghl, guardrails, installations
 from leadflow.compose import CLAUDE_ATTEMPTS, CLAUDE_TIMEOUT, compose
 from leadflow.config import settings
 from leadflow.errors import GuardrailBlocked, InvalidInput, LeadNotFound, StoreUnavailable
@@ -31,6 +31,7 @@ from leadflow.scoring import score_lead
 # failing this often goes to the DLQ, and is recorded as failed on its last attempt.
 MAX_RECEIVES = 5
 OUTCOME_UNKNOWN = "outcome_unknown"
+NOT_INSTALLED = ghl.NOT_INSTALLED
 REPLAY_PENDING = "replay_pending"  # spilled events (perhaps a STOP) not yet recorded
 # The longest one job can take: Claude (every attempt), every wait of the send (ghl.MAX_WAIT), and
 # each GHL attempt's connect, write and read timeouts. The send function starts no job with less
@@ -92,6 +93,10 @@ def process_job(job: Job, attempt: int = 1, now: float | None = None) -> Outcome
     if replay_pending(at):
         count("MessagesSkipped", reason=REPLAY_PENDING)
         return finish(Outcome("skipped", REPLAY_PENDING), f"skipped:{REPLAY_PENDING}")
+    mode = installations.delivery_mode(loc)
+    if mode == NOT_INSTALLED:
+        count("MessagesSkipped", reason=NOT_INSTALLED)
+        return finish(Outcome("skipped", NOT_INSTALLED), f"skipped:{NOT_INSTALLED}")
     state = store.load(loc, cid)
     if state is None:
         return finish(Outcome("skipped", "unknown_lead"), "skipped:unknown_lead")
@@ -123,7 +128,7 @@ def process_job(job: Job, attempt: int = 1, now: float | None = None) -> Outcome
             raise JobTaken(job.job_id)
 
     try:
-        if config.send_mode == "live":
+        if mode == "live":
             ghl.send_message(loc, cid, job.channel, message.body, message.subject, before_post=before_post)
         else:
             before_post()
@@ -197,6 +202,8 @@ def request_send(
     state = store.load(location_id, lead_id)
     if state is None:
         raise LeadNotFound(lead_id)
+    if installations.delivery_mode(location_id) == NOT_INSTALLED:
+        raise GuardrailBlocked(NOT_INSTALLED)
     score = score_lead(lead_id, state, when, config.sending_hours, config.default_timezone)
     chosen = channel or choose_channel(state, score) or "sms"
     limit = guardrails.limits(state, when, config)

@@ -50,6 +50,15 @@ class Action:
         return bool(self.erase or self.signal or self.profile or self.guard or self.pause_at_least)
 
 
+@dataclass(frozen=True, slots=True)
+class AppEvent:
+    """GHL's INSTALL or UNINSTALL of the marketplace app, for a location or an agency (company)."""
+
+    kind: str  # "INSTALL" | "UNINSTALL"
+    location_id: str | None
+    company_id: str | None
+
+
 @dataclass(slots=True)
 class Parsed:
     """A delivery's actions; `rejected` holds the events of a batch that could not be used."""
@@ -57,6 +66,7 @@ class Parsed:
     event_type: str
     actions: list[Action] = field(default_factory=list)
     rejected: list[dict[str, Any]] = field(default_factory=list)
+    app: AppEvent | None = None
 
 
 def text(value: Any, limit: int = 200) -> str | None:

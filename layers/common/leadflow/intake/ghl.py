@@ -17,6 +17,7 @@ from leadflow.config import Settings
 from leadflow.intake.events import (
     WINDOW_SECONDS,
     Action,
+    AppEvent,
     Malformed,
     Parsed,
     contact_profile,
@@ -180,6 +181,8 @@ def _delete(event_type: str, payload: Mapping[str, Any], location: str, at: floa
     return _contact(event_type, payload, location, at=at, erase=True, event_id=event_id)
 
 
+APP_EVENTS = ("INSTALL", "UNINSTALL")  # the marketplace app itself, not a lead
+
 Mapper = Callable[[str, Mapping[str, Any], str, float, str], Action | None]
 MAPPERS: dict[str, Mapper] = {
     "ContactCreate": _contact_event,
@@ -198,6 +201,13 @@ def parse(
     if not isinstance(payload, dict):
         raise Malformed("body must be a JSON object")
     event_type = text(payload.get("type"), 64) or "unknown"
+    if event_type in APP_EVENTS:
+        app = AppEvent(
+            event_type,
+            identifier(payload.get("locationId"), "locationId"),
+            identifier(payload.get("companyId"), "companyId"),
+        )
+        return Parsed(event_type, app=app if app.location_id or app.company_id else None)
     at = check_timestamp(payload, now) if not replay else epoch(payload.get("timestamp"))
     at = received_at if at is None or not math.isfinite(at) else at
     location = identifier(payload.get("locationId"), "locationId") or location_hint

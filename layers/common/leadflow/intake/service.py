@@ -24,7 +24,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from leadflow.config import Settings, settings
 from leadflow.errors import InvalidInput, LeadflowError, StoreUnavailable
-from leadflow.intake import activity, ghl, workflow
+from leadflow.intake import activity, ghl, oauth, workflow
 from leadflow.intake.contacts import fill_timezone
 from leadflow.intake.events import Action, BatchRejected, Malformed, Parsed, identifier
 from leadflow.intake.spill import Delivery, SpillFailed, spill
@@ -37,15 +37,19 @@ MAX_BODY = 256 * 1024
 RETRY_AFTER_SECONDS = 30
 ROUTES = {"/webhooks/ghl": "ghl", "/webhooks/activity": "activity", "/webhooks/workflow": "workflow"}
 JSON_HEADERS = {"content-type": "application/json"}
+HTML_HEADERS = {"content-type": "text/html; charset=utf-8", "cache-control": "no-store"}
+CALLBACK_PATH = "/oauth/callback"
 
 
 @dataclass(slots=True)
 class Reply:
     status: int
-    body: dict[str, Any]
+    body: dict[str, Any] | str  # JSON, or an HTML page (the OAuth callback's)
     headers: dict[str, str] = field(default_factory=dict)
 
     def to_function_url(self) -> dict[str, Any]:
+        if isinstance(self.body, str):
+            return {"statusCode": self.status, "headers": HTML_HEADERS | self.headers, "body": self.body}
         return {
             "statusCode": self.status,
             "headers": JSON_HEADERS | self.headers,
@@ -121,6 +125,10 @@ def handle_request(event: Any, now: float | None = None) -> Reply:
     request = read_request(event)
     if isinstance(request, Reply):
         return request
+    if request.path == CALLBACK_PATH:
+        if request.method != "GET":
+            return Reply(405, {"message": "use GET"}, {"allow": "GET"})
+        return oauth.callback(request.query)
     route = ROUTES.get(request.path)
     if route is None:
         return Reply(404, {"message": "no such route"})
@@ -188,7 +196,7 @@ def _process(delivery: Delivery, config: Settings, now: float, started: float) -
     if parsed.rejected:
         outcomes["rejected"] += len(parsed.rejected)
     status = _status(outcomes)
-    if not parsed.actions:
+    if not parsed.actions and parsed.app is None:
         _finish(route, parsed.event_type, _location(parsed, delivery), Counter({"ignored": 1}), started)
     else:
         _metric(parsed.event_type, outcomes)
@@ -253,6 +261,9 @@ def apply_delivery(
     from the unsigned `?location_id` is first claimed for that location, so the same signed delivery
     under another `?location_id` is a duplicate, not another lead's event."""
     outcomes: Counter[str] = Counter()
+    if parsed.app is not None:
+        outcomes[oauth.apply_app_event(parsed.app)] += 1
+        return outcomes
     hinted = any(action.location_id == delivery.location_hint for action in parsed.actions)
     first = not (hinted and delivery.dedupe_id) or store().claim_delivery(delivery.dedupe_id, delivery.location_hint)
     for action in parsed.actions:
