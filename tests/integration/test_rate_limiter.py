@@ -220,6 +220,18 @@ def test_a_shorter_wait_heard_later_leaves_the_longer_one_in_place() -> None:
     assert clock() - start == pytest.approx(8.0)
 
 
+@pytest.mark.parametrize(
+    ("retry_after", "seconds"), [("5", 5.0), ("date", 5.0), ("inf", 1.0), ("soon", 1.0), ("-3", 0.0)]
+)
+def test_retry_after_in_seconds_or_as_a_date_and_nonsense_as_a_second(retry_after: str, seconds: float) -> None:
+    from email.utils import formatdate
+
+    clock = VirtualClock(start=1_800_000_000.0)
+    limiter = RateLimiter(clock=clock)
+    value = formatdate(clock() + 5, usegmt=True) if retry_after == "date" else retry_after
+    assert limiter.heard("loc-1", 429, {"Retry-After": value}).wait == seconds
+
+
 def test_daily_remaining_0_stops_every_call_for_the_location_until_the_day_turns(
     ghl_api: StubServer, clock: VirtualClock, redis_url: str
 ) -> None:

@@ -19,10 +19,12 @@ Times come from the limiter's clock (injectable for tests), not Redis's, so test
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 
 from leadflow.ghl.errors import DailyQuotaSpent, RateLimited
 from leadflow.lead_state import location_key
@@ -166,7 +168,7 @@ class RateLimiter:
         known = admission or Admission(now)
         wait, quota_until = 0.0, None
         if status == 429:
-            wait = retry_after(headers)
+            wait = retry_after(headers, now)
         elif headers.get("X-RateLimit-Remaining") == "0":
             wait = max(WINDOW_SECONDS, interval or 0.0)  # GHL's window is full: its interval frees it
         if headers.get("X-RateLimit-Daily-Remaining") == "0":
@@ -198,16 +200,24 @@ class RateLimiter:
         self.cache.run(lambda r: self._note(keys=keys, args=args, client=r))
 
 
-def retry_after(headers: Mapping[str, str]) -> float:
-    seconds = _float(headers.get("Retry-After"))
-    return DEFAULT_RETRY_AFTER if seconds is None else max(0.0, seconds)
+def retry_after(headers: Mapping[str, str], now: float | None = None) -> float:
+    """A 429's Retry-After in seconds (a number or an HTTP date), at most a day; else the default."""
+    value = headers.get("Retry-After")
+    seconds = _float(value)
+    if seconds is None and value:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - (time.time() if now is None else now)
+        except (TypeError, ValueError):
+            seconds = None
+    return DEFAULT_RETRY_AFTER if seconds is None else min(max(0.0, seconds), DAY)
 
 
 def _float(value: str | None) -> float | None:
     try:
-        return float(value) if value not in (None, "") else None
+        number = float(value) if value not in (None, "") else None
     except ValueError:
         return None
+    return number if number is not None and math.isfinite(number) else None
 
 
 def _int(value: str | None) -> int | None:
