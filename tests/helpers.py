@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -129,9 +130,12 @@ class StubServer:
     `replies` maps "METHOD /path" to a list of (status, headers, json body); the last one repeats.
     Faults: status CLOSE reads the request and closes the connection without a reply; a header
     `X-Stub-Delay: <seconds>` answers that late. `on_request(request)` runs before each reply.
+    Each request records its arrival time `at` on `clock` (a VirtualClock in rate-limit tests).
     """
 
-    def __init__(self, replies: dict[str, list[tuple[int, dict[str, str], Any]]]) -> None:
+    def __init__(
+        self, replies: dict[str, list[tuple[int, dict[str, str], Any]]], clock: Callable[[], float] = time.time
+    ) -> None:
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         self.replies = replies
@@ -144,8 +148,12 @@ class StubServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
                 key = f"{self.command} {self.path.split('?')[0]}"
+                try:
+                    body = json.loads(raw) if raw else None
+                except ValueError:  # a form-encoded body (OAuth): see `raw`
+                    body = None
                 stub.requests.append(
-                    {"key": key, "headers": dict(self.headers), "json": json.loads(raw) if raw else None}
+                    {"key": key, "headers": dict(self.headers), "json": body, "raw": raw, "at": clock()}
                 )
                 script = stub.replies.get(key) or [(404, {}, {"message": "not found"})]
                 status, headers, body = script.pop(0) if len(script) > 1 else script[0]
@@ -164,14 +172,14 @@ class StubServer:
                 self.end_headers()
                 self.wfile.write(payload)
 
-            do_GET = do_POST = do_PUT = _reply
+            do_GET = do_POST = do_PUT = do_DELETE = _reply
 
             def log_message(self, *args: Any) -> None:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)  # quick to close
         self.thread.start()
 
     def close(self) -> None:
@@ -319,3 +327,56 @@ def blackhole() -> tuple[socket.socket, str]:
     endpoint). Returns the socket (close it when done) and its URL."""
     listener = socket.create_server(("127.0.0.1", 0), backlog=64)
     return listener, f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+class VirtualClock:
+    """Time for rate-limit tests, shared by worker threads, that moves only when every worker sleeps:
+    `sleep(s)` blocks the thread until the clock reaches its wake time, and once all workers sleep
+    the clock jumps to the earliest one. Nothing else moves it, so a request stamped with it at a
+    stub server arrives at the very time the limiter admitted it, and the suite stays fast."""
+
+    def __init__(self, start: float | None = None) -> None:
+        self.now = time.time() if start is None else start
+        self._cond = threading.Condition()
+        self._workers = 0
+        self._wakes: list[float] = []
+
+    def __call__(self) -> float:
+        with self._cond:
+            return self.now
+
+    @contextlib.contextmanager
+    def worker(self) -> Any:
+        """The calling thread takes part: the clock waits for it unless it sleeps."""
+        with self._cond:
+            self._workers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._workers -= 1
+                self._advance()
+
+    def sleep(self, seconds: float) -> None:
+        with self._cond:
+            wake = self.now + max(0.0, seconds)
+            self._wakes.append(wake)
+            self._advance()
+            while self.now < wake:
+                self._cond.wait()
+            self._wakes.remove(wake)
+
+    def _advance(self) -> None:
+        if self._wakes and len(self._wakes) >= self._workers:
+            self.now = max(self.now, min(self._wakes))
+            self._cond.notify_all()
+
+
+def most_in_any_window(times: list[float], seconds: float) -> int:
+    """The largest number of `times` inside any closed interval `seconds` long."""
+    ordered, most, start = sorted(times), 0, 0
+    for end, t in enumerate(ordered):
+        while t - ordered[start] > seconds:
+            start += 1
+        most = max(most, end - start + 1)
+    return most

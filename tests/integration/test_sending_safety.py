@@ -22,7 +22,7 @@ POST = "POST /conversations/messages"
 
 @pytest.fixture
 def short_ghl_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
-    from leadflow import ghl as client
+    from leadflow.ghl import client
 
     monkeypatch.setattr(client, "TIMEOUT", httpx.Timeout(0.5, connect=0.5))
     client.http.cache_clear()

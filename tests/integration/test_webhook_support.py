@@ -168,11 +168,12 @@ class Intake:
 
 
 def clear_intake_caches() -> None:
-    from leadflow.intake import contacts, service, spill, verify
+    from leadflow import ghl
+    from leadflow.intake import service, spill, verify
 
     service._store_for.cache_clear()
     spill.sqs.cache_clear()
-    contacts.http.cache_clear()
+    ghl.http.cache_clear()
     verify.ed25519_key.cache_clear()
     verify.rsa_key.cache_clear()
 

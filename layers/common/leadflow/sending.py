@@ -142,10 +142,18 @@ def process_job(job: Job, attempt: int = 1, now: float | None = None) -> Outcome
         return finish(Outcome("skipped", exc.reason), f"skipped:{exc.reason}")
     except ghl.OutcomeUnknown as exc:
         return unknown(exc.reason)
+    except ghl.NotInstalled:  # uninstalled, or its refresh refused, since the check above
+        fstore.unreserve(loc, cid, job.job_id, token)
+        count("MessagesSkipped", reason=NOT_INSTALLED)
+        return finish(Outcome("skipped", NOT_INSTALLED), f"skipped:{NOT_INSTALLED}")
     except ghl.PermanentFailure as exc:
         fstore.unreserve(loc, cid, job.job_id, token)
         count("MessagesFailed", channel=job.channel)
         return finish(Outcome("failed", exc.reason), "failed")
+    except ghl.DailyQuotaSpent:  # nothing more goes to GHL for the location today: no retry
+        fstore.unreserve(loc, cid, job.job_id, token)
+        count("MessagesSkipped", reason=ghl.RATE_LIMITED)
+        return finish(Outcome("skipped", ghl.RATE_LIMITED), f"skipped:{ghl.RATE_LIMITED}")
     except ghl.TransientFailure as exc:
         fstore.unreserve(loc, cid, job.job_id, token)
         if attempt >= max_receives():
@@ -209,6 +217,8 @@ def request_send(
     limit = guardrails.limits(state, when, config)
     counts = fstore.followups(location_id, {lead_id: limit.day_start}, at)[lead_id].counts
     reason = guardrails.blocked(state, chosen, when, counts, limit)
+    if reason is None and config.send_mode == "live" and ghl.daily_quota_spent(location_id):
+        reason = ghl.RATE_LIMITED  # the last reason in the contract's order
     if reason:
         raise GuardrailBlocked(reason)
     if not state.profile.can_reach(chosen):

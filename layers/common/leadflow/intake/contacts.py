@@ -1,5 +1,6 @@
 """A lead's timezone from GHL when a token is set: the contact's own (`GET /contacts/{id}`), else its
-location's (`GET /locations/{id}`, remembered per process), both Version 2021-07-28.
+location's (`GET /locations/{id}`, remembered per process), through the GHL client: under the
+location's rate limit, but never waiting long for it (the webhook answers within its timeout).
 
 Webhook payloads carry no timezone. When to ask (`lookup_due`): never for a lead that has one;
 after a contact event without one, always (GHL just sent the contact's fields); after any other
@@ -10,19 +11,17 @@ quietly: the lead's area code, else DEFAULT_TIMEZONE, decides (leadflow.where) u
 
 from __future__ import annotations
 
-import functools
-from urllib.parse import quote
-
 import httpx
 
+from leadflow import ghl
 from leadflow.config import Settings
 from leadflow.intake.events import Action, valid_zone
 from leadflow.lead import LeadState
 from leadflow.lead_state import LeadStore, encode_profile, lead_key
 from leadflow.observability import logger
 
-API_VERSION = "2021-07-28"
 TIMEOUT = httpx.Timeout(1.5, connect=1.0)
+MAX_WAIT = 0.5  # seconds a lookup may wait for the rate limit; past that the fallbacks decide
 LOOKUP_EVERY_SECONDS = 86_400  # for a lead without a timezone, outside contact events
 CHECKED = "g:tz_checked"
 
@@ -34,11 +33,6 @@ if last and tonumber(ARGV[1]) - last < tonumber(ARGV[2]) then return 0 end
 redis.call('HSET', KEYS[1], 'g:tz_checked', ARGV[1])
 return 1
 """
-
-
-@functools.cache
-def http() -> httpx.Client:
-    return httpx.Client(timeout=TIMEOUT)
 
 
 _location_zones: dict[tuple[str, str], str] = {}
@@ -57,7 +51,7 @@ def fill_timezone(leads: LeadStore, action: Action, state: LeadState, config: Se
     contact event the day's attempt is claimed first, atomically: concurrent events of one lead make
     one. Needs a GHL token; never fails the event."""
     contact_event = action.lookup_timezone
-    if not lookup_due(state, contact_event, now) or not (config.ghl_api_key or config.ghl_api_key_secret_arn):
+    if not lookup_due(state, contact_event, now) or not _has_token(action.location_id):
         return
     key = lead_key(action.location_id, action.contact_id)
     try:
@@ -77,37 +71,37 @@ def fill_timezone(leads: LeadStore, action: Action, state: LeadState, config: Se
         state.profile.timezone = zone
 
 
+def _has_token(location_id: str) -> bool:
+    try:
+        return bool(ghl.token_for(location_id))
+    except Exception:  # the secret unreadable now: no lookup, and no day's attempt spent on it
+        return False
+
+
 def lead_timezone(contact_id: str, location_id: str, config: Settings) -> str | None:
     """The contact's timezone, else its location's, else None (DEFAULT_TIMEZONE applies)."""
-    return _lookup("contacts", contact_id, "contact", config) or location_timezone(location_id, config)
+    return _lookup(location_id, ghl.GET_CONTACT, contact_id, "contact") or location_timezone(location_id, config)
 
 
 def location_timezone(location_id: str, config: Settings) -> str | None:
     key = (config.ghl_api_base_url, location_id)
     if key not in _location_zones:
-        zone = _lookup("locations", location_id, "location", config)
+        zone = _lookup(location_id, ghl.GET_LOCATION, location_id, "location")
         if zone is None:
             return None
         _location_zones[key] = zone
     return _location_zones[key]
 
 
-def _lookup(collection: str, item_id: str, field: str, config: Settings) -> str | None:
-    """`timezone` of GET /<collection>/<id>'s `<field>` object, or None on any failure."""
+def _lookup(location_id: str, endpoint: ghl.Endpoint, item_id: str, field: str) -> str | None:
+    """`timezone` of the `<field>` object GHL returns, or None on any failure (one attempt)."""
     try:
-        token = config.ghl_token()
-        if not token:
-            return None
-        response = http().get(
-            f"{config.ghl_api_base_url.rstrip('/')}/{collection}/{quote(item_id, safe='')}",
-            headers={"Authorization": f"Bearer {token}", "Version": API_VERSION, "Accept": "application/json"},
-        )
-        if response.status_code != 200:
-            logger.info("timezone unavailable", extra={"source": collection, "status": response.status_code})
-            return None
-        data = response.json()
-        item = data.get(field) if isinstance(data, dict) else None
+        data = ghl.call(location_id, endpoint, item_id, timeout=TIMEOUT, max_wait=MAX_WAIT, attempts=1)
+        item = data.get(field)
         return valid_zone(item.get("timezone")) if isinstance(item, dict) else None
+    except ghl.GhlError as exc:
+        logger.info("timezone unavailable", extra={"source": field, "error": type(exc).__name__, "status": exc.status})
+        return None
     except Exception as exc:  # never fail an event over a timezone
-        logger.info("timezone lookup failed", extra={"source": collection, "error": type(exc).__name__})
+        logger.info("timezone lookup failed", extra={"source": field, "error": type(exc).__name__})
         return None
