@@ -16,6 +16,7 @@ from leadflow.intake import activity, ghl, workflow
 from leadflow.intake.events import Malformed, area_code, dnd_channels, epoch
 from leadflow.intake.spill import Delivery
 from leadflow.intake.verify import SignatureError, ed25519_key, verify_bearer, verify_ghl
+from leadflow.lead_state import APPOINTMENT
 from leadflow.signals import Signal
 from tests.helpers import load_event
 
@@ -153,6 +154,63 @@ def test_reply_pause_uses_stop_on_reply_hours() -> None:
         0
     ]
     assert action.pause_at_least == NOW + 7200
+
+
+# --- more GHL events: appointments, abandoned opportunities ---------------------------------------
+
+APPOINTMENT_FIELD = APPOINTMENT + "0007BWpSzSwfiuSl0tR2"
+
+
+def parse_appointment(name: str, **changes: object) -> ghl.Parsed:
+    payload = load_event(f"ghl/{name}") | {"timestamp": None}
+    payload["appointment"] = {k: v for k, v in (payload["appointment"] | changes).items() if v is not None}
+    return ghl.parse(payload, b"", now=NOW, received_at=NOW, location_hint="l", config=Settings(), replay=False)
+
+
+def test_a_booked_appointment_pauses_under_its_own_id_and_is_an_inquiry() -> None:
+    [action] = parse_appointment("appointment_create").actions
+    assert action.contact_id == "9NkT25Vor1v4aQatFsv2"
+    assert dict(action.guard) == {APPOINTMENT_FIELD: "1"}
+    assert action.signal is Signal.AGENT_INQUIRY
+    assert action.pause_at_least is None
+
+
+@pytest.mark.parametrize(
+    ("name", "status"),
+    [
+        ("appointment_update", "cancelled"),
+        ("appointment_update", "Invalid"),
+        ("appointment_update", "noshow"),
+        ("appointment_delete", "confirmed"),  # deleted, whatever its status said
+    ],
+)
+def test_a_cancelled_invalid_noshow_or_deleted_appointment_lifts_only_its_own_pause(name: str, status: str) -> None:
+    [action] = parse_appointment(name, appointmentStatus=status).actions
+    assert dict(action.guard) == {APPOINTMENT_FIELD: ""}  # that appointment's field, nothing else
+    assert (action.signal, dict(action.profile), action.pause_at_least) == (None, {}, None)
+
+
+@pytest.mark.parametrize("status", ["new", "confirmed", "showed"])
+def test_an_appointment_updated_as_booked_keeps_or_sets_its_pause(status: str) -> None:
+    [action] = parse_appointment("appointment_update", appointmentStatus=status).actions
+    assert dict(action.guard) == {APPOINTMENT_FIELD: "1"}
+    assert action.signal is None  # only a new booking is an inquiry
+
+
+def test_an_appointment_created_cancelled_books_nothing() -> None:
+    assert parse_appointment("appointment_create", appointmentStatus="cancelled").actions == []
+
+
+def test_lifting_an_appointment_needs_its_id_and_booking_one_without_it_still_pauses() -> None:
+    with pytest.raises(Malformed, match=r"appointment\.id"):
+        parse_appointment("appointment_delete", id=None)
+    [action] = parse_appointment("appointment_create", id=None).actions
+    assert dict(action.guard) == {APPOINTMENT: "1"}
+
+
+def test_an_abandoned_opportunity_is_closed_like_a_lost_one() -> None:
+    [action] = parse_ghl("opportunity_status_update", timestamp=None, status="abandoned").actions
+    assert dict(action.guard) == {"g:outcome": "abandoned"}
 
 
 # --- profile pieces ------------------------------------------------------------------------------

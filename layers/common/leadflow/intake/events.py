@@ -1,7 +1,7 @@
 """What intake turns a webhook into: actions on leads, each one Redis call.
 
 An Action says which lead, which signal (if any) at what time, which profile attributes (named as
-on `lead.Profile`) and guardrail fields (`g:paused_until`, `g:outcome`) to set, and the id that
+on `lead.Profile`) and guardrail fields (`g:appt:<id>`, `g:outcome`) to set, and the id that
 de-duplicates it. Parsing never touches Redis; `service` applies the actions.
 """
 
