@@ -156,9 +156,35 @@ def test_reply_pause_uses_stop_on_reply_hours() -> None:
     assert action.pause_at_least == NOW + 7200
 
 
-# --- more GHL events: appointments, abandoned opportunities ---------------------------------------
+# --- more GHL events: an agent taking over, appointments, abandoned opportunities ------------------
 
 APPOINTMENT_FIELD = APPOINTMENT + "0007BWpSzSwfiuSl0tR2"
+
+
+def test_an_agents_outbound_message_pauses_like_a_reply_unless_it_is_leadflows_own() -> None:
+    payload = load_event("ghl/outbound_message_call") | {"timestamp": None}
+    config = Settings(stop_on_reply_hours=2)
+    [action] = ghl.parse(payload, b"", now=NOW, received_at=NOW, location_hint="l", config=config, replay=False).actions
+    assert (action.location_id, action.contact_id) == ("0d48aEf7q67DAu134bpy", "gblakL5aYQC4glDtP1r2t3")
+    assert action.pause_at_least == NOW + 7200
+    assert action.unless_own_message == ("tyW42xCD0HQpb3hhfLcx",)
+    assert (action.signal, dict(action.profile), dict(action.guard)) == (None, {}, {})  # no engagement by the lead
+
+
+def test_an_agents_email_is_known_by_its_email_message_id() -> None:
+    [action] = parse_ghl("outbound_message_email", timestamp=None, userId="u-1").actions
+    assert action.unless_own_message == ("sddfDSF3G56GHG",)
+
+
+@pytest.mark.parametrize("name", ["outbound_message_sms", "outbound_message_email"])
+def test_an_outbound_message_without_a_user_is_an_automated_send_and_changes_nothing(name: str) -> None:
+    parsed = parse_ghl(name, timestamp=None)
+    assert (parsed.event_type, parsed.actions) == ("OutboundMessage", [])
+
+
+def test_an_agents_outbound_message_without_a_contact_names_the_field() -> None:
+    with pytest.raises(Malformed, match="contactId"):
+        parse_ghl("outbound_message_call", timestamp=None, contactId=None)
 
 
 def parse_appointment(name: str, **changes: object) -> ghl.Parsed:

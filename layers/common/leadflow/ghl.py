@@ -2,7 +2,7 @@
 that every concurrent sender shares (a Redis token bucket per location: GHL allows 100 requests per
 10 seconds per location), honouring 429 Retry-After and the X-RateLimit-* headers.
 
-Outcomes: sent (the message id), PermanentFailure (a 4xx other than 429: recorded as failed with
+Outcomes: sent (the message's ids), PermanentFailure (a 4xx other than 429: recorded as failed with
 the reason), TransientFailure (the request certainly never reached GHL or was refused unprocessed:
 a connect error, a 429, a 5xx; handed back to SQS to retry), OutcomeUnknown (the request may have
 reached GHL: a read timeout, a connection reset after the request was written). GHL's send API has
@@ -128,9 +128,10 @@ def send_message(
     limiter: RateLimiter | None = None,
     sleep: Callable[[float], None] = time.sleep,
     before_post: Callable[[], None] = lambda: None,
-) -> str:
-    """Send through GHL; returns GHL's message id. `before_post` runs right before each request,
-    after any rate-limit wait: the last chance to stop (it raises) and to record the attempt."""
+) -> tuple[str, ...]:
+    """Send through GHL; returns the ids GHL gave the message (`messageId`, and an email's
+    `emailMessageId`, which its OutboundMessage webhook names). `before_post` runs right before each
+    request, after any rate-limit wait: the last chance to stop (it raises) and to record the attempt."""
     config = settings()
     token = config.ghl_token()
     if not token:
@@ -168,7 +169,9 @@ def send_message(
         if response.status_code >= 400:
             raise PermanentFailure(f"ghl_{response.status_code}: {_error_text(response)}")
         data = _json(response)
-        return str(data.get("messageId") or data.get("id") or data.get("conversationId") or "")
+        many = data.get("messageIds")  # GMB sends answer with a list
+        ids = [data.get("messageId"), data.get("emailMessageId"), *(many if isinstance(many, list) else [])]
+        return tuple(i for i in ids if isinstance(i, str) and i)
     raise TransientFailure("rate_limited")
 
 

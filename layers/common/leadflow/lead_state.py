@@ -414,7 +414,7 @@ class LeadStore:
         prefix = lead_prefix(location_id, contact_id)
 
         def delete(r: Any) -> None:
-            r.delete(*(prefix + suffix for suffix in (":lead", ":messages", ":sends", ":pending", ":jobs")))
+            r.delete(*(prefix + suffix for suffix in (":lead", ":messages", ":sends", ":pending", ":jobs", ":own")))
             r.zrem(index_key(location_id), contact_id)
             r.zrem(expiry_key(location_id), contact_id)
 

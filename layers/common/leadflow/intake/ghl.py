@@ -155,6 +155,23 @@ def _inbound(
     )
 
 
+def _outbound(
+    event_type: str, payload: Mapping[str, Any], location: str, at: float, event_id: str, config: Settings
+) -> Action | None:
+    # A message that names its user was sent by a person: an agent has taken the conversation over,
+    # so automated follow-up pauses as after a reply. Automated, workflow and bulk sends name none.
+    if not text(payload.get("userId")):
+        return None
+    contact = identifier(payload.get("contactId"), "contactId")
+    if not contact:
+        raise Malformed("contactId is required in OutboundMessage")
+    # leadflow's own messages are known by the ids GHL returned for them (an email's webhook names
+    # its emailMessageId); service checks them, since parsing never touches Redis.
+    ids = tuple(i for i in (text(payload.get("messageId"), 256), text(payload.get("emailMessageId"), 256)) if i)
+    pause = at + config.stop_on_reply_hours * 3600
+    return Action(event_type, location, contact, at=at, event_id=event_id, pause_at_least=pause, unless_own_message=ids)
+
+
 def _appointment(event_type: str, payload: Mapping[str, Any], location: str, at: float, event_id: str) -> Action | None:
     appointment = payload.get("appointment")
     if not isinstance(appointment, dict):
@@ -218,6 +235,8 @@ def parse(
     action: Action | None
     if event_type == "InboundMessage":
         action = _inbound(event_type, payload, location, at, event_id, config)
+    elif event_type == "OutboundMessage":
+        action = _outbound(event_type, payload, location, at, event_id, config)
     elif event_type in MAPPERS:
         action = MAPPERS[event_type](event_type, payload, location, at, event_id)
     else:
