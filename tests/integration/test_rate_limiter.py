@@ -203,7 +203,7 @@ def test_a_429_without_retry_after_never_cuts_a_longer_wait_short(ghl_api: StubS
     ghl_api.replies[POST] = [(429, {}, {"message": "Too many requests"}), (200, {}, {"messageId": "m-2"})]
     ghl_api.on_request = lambda request: limiter.heard("loc-1", 429, {"Retry-After": "8"})
     # When it tries again
-    assert send_message("loc-1", "c-1", "sms", "hi", limiter=limiter, sleep=clock.sleep) == "m-2"
+    assert send_message("loc-1", "c-1", "sms", "hi", limiter=limiter, sleep=clock.sleep) == ("m-2",)
     # Then it waited the 8 s, not its own default second
     first, second = (request["at"] for request in ghl_api.calls(POST))
     assert second - first == pytest.approx(8.0)
@@ -241,7 +241,7 @@ def test_daily_remaining_0_stops_every_call_for_the_location_until_the_day_turns
     ghl_api.replies[POST] = [(200, spent, {"messageId": "m-last"}), (200, {}, {"messageId": "m-next"})]
     limiter = RateLimiter(clock=clock)
     # The request that spent the allowance went through
-    assert send_message("loc-1", "c-1", "sms", "hi", limiter=limiter, sleep=clock.sleep) == "m-last"
+    assert send_message("loc-1", "c-1", "sms", "hi", limiter=limiter, sleep=clock.sleep) == ("m-last",)
     # Then nothing more goes to GHL for the location: sends, and lookups too
     with pytest.raises(DailyQuotaSpent) as caught:
         send_message("loc-1", "c-2", "sms", "hi", limiter=limiter, sleep=clock.sleep)
@@ -254,7 +254,7 @@ def test_daily_remaining_0_stops_every_call_for_the_location_until_the_day_turns
     assert redis.Redis.from_url(redis_url).pttl("lf:{loc-1}:ghl-quota") > 0
     # When the day turns, the location sends again
     clock.sleep(caught.value.until - clock())
-    assert send_message("loc-1", "c-2", "sms", "hi", limiter=limiter, sleep=clock.sleep) == "m-next"
+    assert send_message("loc-1", "c-2", "sms", "hi", limiter=limiter, sleep=clock.sleep) == ("m-next",)
 
 
 def test_a_spent_day_skips_follow_ups_and_answers_on_demand_sends_409_rate_limited(

@@ -4,7 +4,6 @@ and what each of GHL's documented events does to the lead (fixtures in tests/eve
 from __future__ import annotations
 
 import json
-import math
 import time
 from typing import Any
 
@@ -26,6 +25,7 @@ from tests.integration.test_webhook_support import (
 
 CONTACT = "nmFmQEsNgz6AVpgLVUJ0"
 CONTACT_LOCATION = "ve9EPM428h8vShlRW1KT"
+YEAR = 365 * 86_400
 
 
 # --- signatures and the window -------------------------------------------------------------------
@@ -257,19 +257,20 @@ def test_start_unstop_or_yes_opts_the_lead_back_in(intake: Intake, word: str) ->
     assert profile.can_reach("sms")
 
 
-def test_a_reply_never_shortens_a_pause_for_good(intake: Intake) -> None:
+def test_a_reply_never_lifts_an_appointments_pause(intake: Intake) -> None:
     intake(ghl_event(ghl_body("appointment_create", locationId="l1C08ntBrFjLS0elLIYU")))
     intake(ghl_event(ghl_body("inbound_message_sms", contactId="9NkT25Vor1v4aQatFsv2")))
-    assert math.isinf(lead("9NkT25Vor1v4aQatFsv2", "l1C08ntBrFjLS0elLIYU").paused_until)
+    assert lead("9NkT25Vor1v4aQatFsv2", "l1C08ntBrFjLS0elLIYU").paused(time.time() + 10 * YEAR)
 
 
-def test_an_appointment_is_an_agent_inquiry_and_stops_follow_up_for_good(intake: Intake) -> None:
+def test_an_appointment_is_an_agent_inquiry_and_stops_follow_up_while_booked(intake: Intake) -> None:
     from leadflow.signals import Signal
 
     intake(ghl_event(ghl_body("appointment_create")))
     stored = lead("9NkT25Vor1v4aQatFsv2", "0007BWpSzSwfiuSl0tR2")
     assert stored.signals[Signal.AGENT_INQUIRY].count == 1
-    assert math.isinf(stored.paused_until)
+    assert stored.appointments == {"0007BWpSzSwfiuSl0tR2"}
+    assert stored.paused(time.time() + 10 * YEAR)
 
 
 @pytest.mark.parametrize("outcome", ["won", "lost"])
@@ -277,7 +278,7 @@ def test_a_won_or_lost_opportunity_stops_follow_up_and_records_the_outcome(intak
     intake(ghl_event(ghl_body("opportunity_status_update", status=outcome)))
     stored = lead("cJAWDskpkJHbRbhAT7bs", CONTACT_LOCATION)
     assert stored.outcome == outcome
-    assert math.isinf(stored.paused_until)
+    assert stored.paused(time.time() + 10 * YEAR)
 
 
 def test_an_opportunity_still_open_is_ignored(intake: Intake) -> None:

@@ -90,7 +90,7 @@ def test_events_while_redis_is_down_are_spilled_and_arrive_on_replay(
     assert result == {"batchItemFailures": []}
     assert lead("sms-lead").signals[Signal.SMS_RESPONSE].count == 1
     assert lead("sms-lead").paused_until > time.time()
-    assert lead("9NkT25Vor1v4aQatFsv2").paused_until == float("inf")
+    assert lead("9NkT25Vor1v4aQatFsv2").appointments == {"0007BWpSzSwfiuSl0tR2"}
     assert lead("batch-1").signals[Signal.PRICING_TOOL_USAGE].count == 1
     assert lead("batch-2") is None
     assert lead("wf-lead").signals[Signal.PROPERTY_SEARCH].count == 1

@@ -53,6 +53,17 @@ def test_a_pause_in_the_future_blocks_and_one_in_the_past_does_not() -> None:
     assert blocked(state, "sms", NOON_NY, NONE, CONFIG) == "paused"
 
 
+def test_a_booked_appointment_or_a_closed_opportunity_pauses_each_on_its_own() -> None:
+    for held in ({"appointments": frozenset({"appt-1"})}, {"outcome": "lost"}, {"outcome": "abandoned"}):
+        state = lead()
+        for name, value in held.items():
+            setattr(state, name, value)
+        assert blocked(state, "sms", NOON_NY, NONE, CONFIG) == "paused", held
+    still_open = lead()
+    still_open.outcome = "open"
+    assert blocked(still_open, "sms", NOON_NY, NONE, CONFIG) is None
+
+
 def test_the_daily_cap_blocks_the_fourth_send_of_the_local_day() -> None:
     assert blocked(lead(), "sms", NOON_NY, guardrails.SendCounts(2, 2), CONFIG) is None
     assert blocked(lead(), "sms", NOON_NY, guardrails.SendCounts(3, 3), CONFIG) == "daily_cap"

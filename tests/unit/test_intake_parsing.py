@@ -16,6 +16,7 @@ from leadflow.intake import activity, ghl, workflow
 from leadflow.intake.events import Malformed, area_code, dnd_channels, epoch
 from leadflow.intake.spill import Delivery
 from leadflow.intake.verify import SignatureError, ed25519_key, verify_bearer, verify_ghl
+from leadflow.lead_state import APPOINTMENT
 from leadflow.signals import Signal
 from tests.helpers import load_event
 
@@ -153,6 +154,89 @@ def test_reply_pause_uses_stop_on_reply_hours() -> None:
         0
     ]
     assert action.pause_at_least == NOW + 7200
+
+
+# --- more GHL events: an agent taking over, appointments, abandoned opportunities ------------------
+
+APPOINTMENT_FIELD = APPOINTMENT + "0007BWpSzSwfiuSl0tR2"
+
+
+def test_an_agents_outbound_message_pauses_like_a_reply_unless_it_is_leadflows_own() -> None:
+    payload = load_event("ghl/outbound_message_call") | {"timestamp": None}
+    config = Settings(stop_on_reply_hours=2)
+    [action] = ghl.parse(payload, b"", now=NOW, received_at=NOW, location_hint="l", config=config, replay=False).actions
+    assert (action.location_id, action.contact_id) == ("0d48aEf7q67DAu134bpy", "gblakL5aYQC4glDtP1r2t3")
+    assert action.pause_at_least == NOW + 7200
+    assert action.unless_own_message == ("tyW42xCD0HQpb3hhfLcx",)
+    assert (action.signal, dict(action.profile), dict(action.guard)) == (None, {}, {})  # no engagement by the lead
+
+
+def test_an_agents_email_is_known_by_its_email_message_id() -> None:
+    [action] = parse_ghl("outbound_message_email", timestamp=None, userId="u-1").actions
+    assert action.unless_own_message == ("sddfDSF3G56GHG",)
+
+
+@pytest.mark.parametrize("name", ["outbound_message_sms", "outbound_message_email"])
+def test_an_outbound_message_without_a_user_is_an_automated_send_and_changes_nothing(name: str) -> None:
+    parsed = parse_ghl(name, timestamp=None)
+    assert (parsed.event_type, parsed.actions) == ("OutboundMessage", [])
+
+
+def test_an_agents_outbound_message_without_a_contact_names_the_field() -> None:
+    with pytest.raises(Malformed, match="contactId"):
+        parse_ghl("outbound_message_call", timestamp=None, contactId=None)
+
+
+def parse_appointment(name: str, **changes: object) -> ghl.Parsed:
+    payload = load_event(f"ghl/{name}") | {"timestamp": None}
+    payload["appointment"] = {k: v for k, v in (payload["appointment"] | changes).items() if v is not None}
+    return ghl.parse(payload, b"", now=NOW, received_at=NOW, location_hint="l", config=Settings(), replay=False)
+
+
+def test_a_booked_appointment_pauses_under_its_own_id_and_is_an_inquiry() -> None:
+    [action] = parse_appointment("appointment_create").actions
+    assert action.contact_id == "9NkT25Vor1v4aQatFsv2"
+    assert dict(action.guard) == {APPOINTMENT_FIELD: "1"}
+    assert action.signal is Signal.AGENT_INQUIRY
+    assert action.pause_at_least is None
+
+
+@pytest.mark.parametrize(
+    ("name", "status"),
+    [
+        ("appointment_update", "cancelled"),
+        ("appointment_update", "Invalid"),
+        ("appointment_update", "noshow"),
+        ("appointment_delete", "confirmed"),  # deleted, whatever its status said
+    ],
+)
+def test_a_cancelled_invalid_noshow_or_deleted_appointment_lifts_only_its_own_pause(name: str, status: str) -> None:
+    [action] = parse_appointment(name, appointmentStatus=status).actions
+    assert dict(action.guard) == {APPOINTMENT_FIELD: ""}  # that appointment's field, nothing else
+    assert (action.signal, dict(action.profile), action.pause_at_least) == (None, {}, None)
+
+
+@pytest.mark.parametrize("status", ["new", "confirmed", "showed"])
+def test_an_appointment_updated_as_booked_keeps_or_sets_its_pause(status: str) -> None:
+    [action] = parse_appointment("appointment_update", appointmentStatus=status).actions
+    assert dict(action.guard) == {APPOINTMENT_FIELD: "1"}
+    assert action.signal is None  # only a new booking is an inquiry
+
+
+def test_an_appointment_created_cancelled_books_nothing() -> None:
+    assert parse_appointment("appointment_create", appointmentStatus="cancelled").actions == []
+
+
+def test_lifting_an_appointment_needs_its_id_and_booking_one_without_it_still_pauses() -> None:
+    with pytest.raises(Malformed, match=r"appointment\.id"):
+        parse_appointment("appointment_delete", id=None)
+    [action] = parse_appointment("appointment_create", id=None).actions
+    assert dict(action.guard) == {APPOINTMENT: "1"}
+
+
+def test_an_abandoned_opportunity_is_closed_like_a_lost_one() -> None:
+    [action] = parse_ghl("opportunity_status_update", timestamp=None, status="abandoned").actions
+    assert dict(action.guard) == {"g:outcome": "abandoned"}
 
 
 # --- profile pieces ------------------------------------------------------------------------------

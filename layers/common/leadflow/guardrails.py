@@ -79,7 +79,7 @@ def blocked(state: LeadState, channel: str, now: datetime, counts: SendCounts, l
     profile = state.profile
     if profile.opted_out_of(channel):
         return OPTED_OUT
-    if state.paused_until > now.timestamp():
+    if state.paused(now.timestamp()):
         return PAUSED
     if counts.today >= limit.max_per_day or (limit.max_per_24h and counts.last_24h >= limit.max_per_24h):
         return DAILY_CAP

@@ -71,8 +71,9 @@ class LeadState:
     signals: dict[Signal, SignalState] = field(default_factory=dict)
     hours_utc: list[int] = field(default_factory=lambda: [0] * 24)  # engagement by UTC hour
     profile: Profile = field(default_factory=Profile)
-    paused_until: float = 0.0  # stop-on-reply, appointment booked, opportunity closed
-    outcome: str | None = None  # "won" | "lost", kept to calibrate the model
+    paused_until: float = 0.0  # a reply or an agent's message: stop-on-reply (epoch seconds)
+    appointments: frozenset[str] = frozenset()  # ids of the lead's appointments booked now
+    outcome: str | None = None  # "won" | "lost" | "abandoned", kept to calibrate the model
     first_seen: float = 0.0
     tz_checked: float = 0.0  # epoch seconds of the last timezone lookup (intake.contacts)
 
@@ -82,6 +83,10 @@ class LeadState:
             state = self.signals[signal] = SignalState()
         state.add(signal, at)
         self.hours_utc[int(at // 3600) % 24] += 1
+
+    def paused(self, now: float) -> bool:
+        """Automated follow-up waits: the one place for the rule (see the guardrail state below)."""
+        return self.paused_until > now or bool(self.appointments) or self.outcome in CLOSED_OUTCOMES
 
     @property
     def event_count(self) -> int:
@@ -96,6 +101,10 @@ class LeadState:
 # - opted out: `profile.dnd` (every channel: GHL's boolean DND), a channel in `profile.dnd_channels`
 #   (GHL's per-channel dndSettings), or `profile.opted_out` (an inbound STOP-family keyword, which
 #   START/UNSTOP/YES lifts; GHL's own DND changes only with a newer GHL contact event).
-# - paused: `paused_until` (epoch seconds) in the future. A reply pauses for STOP_ON_REPLY_HOURS; a
-#   booked appointment or a won/lost opportunity pauses for good (math.inf).
-PAUSED_FOR_GOOD = math.inf
+# - paused (`LeadState.paused`), while any of these holds, each lifted only by its own events:
+#   `paused_until` (epoch seconds) in the future: a reply, or an agent's message from GHL, pauses for
+#   STOP_ON_REPLY_HOURS (a pause never shortens a longer one); an appointment booked (one hash field
+#   per appointment, removed when that appointment is cancelled, invalid, a no-show or deleted); the
+#   opportunity closed (won, lost or abandoned: for good).
+PAUSED_FOR_GOOD = math.inf  # a paused_until without end (as written before appointments had their own)
+CLOSED_OUTCOMES = frozenset({"won", "lost", "abandoned"})

@@ -5,7 +5,8 @@ Lua scripts run there; the score index is one sorted set per location (`{locatio
 
     lf:{loc:cid}:lead      hash   s:<signal> "count last decayed long", h<utc hour> count,
                                   p:<profile field> and tp:<its event time>, g:paused_until,
-                                  g:outcome, g:tz_checked, first_seen, updated
+                                  g:appt:<appointment id> (booked) and tg:appt:<id>, g:outcome,
+                                  g:tz_checked, first_seen, updated
     lf:{loc:cid}:seen:<id> string de-duplication of events, expiring after DEDUPE_TTL
     lf:{loc}:scores        zset   contact id -> likelihood at its last update (an upper bound now)
     lf:{loc}:expires       zset   contact id -> when its data ends (swept from the index by the monitor)
@@ -40,8 +41,9 @@ CANDIDATE_PAGE = 1000
 # key must hash to the lead's slot). ARGV: signal ("" for none), at, decay rate, long decay
 # rate, utc hour, dedupe ttl, lead ttl, call token, then field/value pairs to set ("" value deletes the field;
 # a "max:" prefix on the name keeps the larger number, so a short pause never cuts a longer one).
-# A profile field (p:<name>) keeps the time of the event that set it (tp:<name>) and takes a value
-# only from an event at least as new: a late, older event never overwrites a newer one.
+# A profile field (p:<name>) or an appointment's booking (g:appt:<id>) keeps the time of the event
+# that set it (t<field>) and takes a value only from an event at least as new: a late, older event
+# never overwrites a newer one (a late cancel never lifts a newer booking's pause).
 # Returns {1, fields} when this call recorded the event, {0, fields} for a duplicate. The seen key
 # holds the call's token: redis-py re-sends a command after a read timeout although the first one
 # ran, and that retry gets the first call's answer (recorded), with nothing applied twice.
@@ -83,7 +85,7 @@ for i = 9, #ARGV, 2 do
     name = string.sub(name, 5)
     local cur = tonumber(redis.call('HGET', lead, name) or '')
     newest = cur == nil or cur < tonumber(value)
-  elseif string.sub(name, 1, 2) == 'p:' then
+  elseif string.sub(name, 1, 2) == 'p:' or string.sub(name, 1, 7) == 'g:appt:' then
     local set_at = tonumber(redis.call('HGET', lead, 't' .. name) or '')
     newest = set_at == nil or set_at <= at
     if newest then redis.call('HSET', lead, 't' .. name, ARGV[2]) end
@@ -161,6 +163,7 @@ def encode_profile(profile: Mapping[str, Any]) -> dict[str, str]:
 
 
 _BOOL_FIELDS = {"has_phone", "has_email", "dnd", "opted_out"}
+APPOINTMENT = "g:appt:"  # + an appointment's id: the field is there while the appointment is booked
 
 
 def decode_state(fields: Mapping[str, str]) -> LeadState:
@@ -183,6 +186,8 @@ def decode_state(fields: Mapping[str, str]) -> LeadState:
             state.hours_utc[int(name[1:]) % 24] = int(value)
         elif name == "g:paused_until":
             state.paused_until = float(value)
+        elif name.startswith(APPOINTMENT):
+            state.appointments |= {name[len(APPOINTMENT) :]}
         elif name == "g:outcome":
             state.outcome = value
         elif name == "g:tz_checked":
@@ -204,6 +209,7 @@ def encode_state(state: LeadState) -> dict[str, str]:
     fields |= {k: v for k, v in encode_profile({n: getattr(profile, n) for n in Profile.__slots__}).items() if v}
     if state.paused_until:
         fields["g:paused_until"] = repr(state.paused_until)
+    fields |= {APPOINTMENT + appointment: "1" for appointment in state.appointments}
     if state.outcome:
         fields["g:outcome"] = state.outcome
     if state.first_seen:
@@ -408,7 +414,7 @@ class LeadStore:
         prefix = lead_prefix(location_id, contact_id)
 
         def delete(r: Any) -> None:
-            r.delete(*(prefix + suffix for suffix in (":lead", ":messages", ":sends", ":pending", ":jobs")))
+            r.delete(*(prefix + suffix for suffix in (":lead", ":messages", ":sends", ":pending", ":jobs", ":own")))
             r.zrem(index_key(location_id), contact_id)
             r.zrem(expiry_key(location_id), contact_id)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from leadflow import ghl, guardrails, installations
+from leadflow import ghl, guardrails, installations, own_messages
 from leadflow.compose import CLAUDE_ATTEMPTS, CLAUDE_TIMEOUT, compose
 from leadflow.config import settings
 from leadflow.errors import GuardrailBlocked, InvalidInput, LeadNotFound, StoreUnavailable
@@ -127,9 +127,10 @@ def process_job(job: Job, attempt: int = 1, now: float | None = None) -> Outcome
         if not fstore.begin_send(loc, cid, job.job_id, token):
             raise JobTaken(job.job_id)
 
+    sent_ids: tuple[str, ...] = ()
     try:
         if mode == "live":
-            ghl.send_message(loc, cid, job.channel, message.body, message.subject, before_post=before_post)
+            sent_ids = ghl.send_message(loc, cid, job.channel, message.body, message.subject, before_post=before_post)
         else:
             before_post()
             fstore.to_outbox(loc, _outbox_entry(job, message.body, message.subject, message.source, at))
@@ -160,6 +161,8 @@ def process_job(job: Job, attempt: int = 1, now: float | None = None) -> Outcome
             count("MessagesFailed", channel=job.channel)
             finish(Outcome("failed", exc.reason), "failed")
         raise
+    # Known as leadflow's own, its OutboundMessage webhook is no agent taking over. Never raises.
+    own_messages.remember(store.cache, loc, cid, sent_ids, at)
     count("MessagesSent", channel=job.channel)
     if job.triggered_at:
         count("SpeedToLeadSeconds", max(0.0, at - job.triggered_at), unit=MetricUnit.Seconds, source=job.source)

@@ -139,13 +139,16 @@ def send_message(
     limiter: RateLimiter | None = None,
     sleep: Callable[[float], None] = time.sleep,
     before_post: Callable[[], None] = lambda: None,
-) -> str:
-    """Send through GHL's `POST /conversations/messages`; returns GHL's message id. `before_post`
-    runs right before each request, after any rate-limit wait: the last chance to stop (it raises)
-    and to record the attempt. Never repeated once GHL may have the message."""
+) -> tuple[str, ...]:
+    """Send through GHL's `POST /conversations/messages`; returns the ids GHL gave the message
+    (`messageId`, and an email's `emailMessageId`, which its OutboundMessage webhook names).
+    `before_post` runs right before each request, after any rate-limit wait: the last chance to stop
+    (it raises) and to record the attempt. Never repeated once GHL may have the message."""
     payload = _payload(contact_id, channel, body, subject)
     data = call(location_id, SEND_MESSAGE, json=payload, before_post=before_post, limiter=limiter, sleep=sleep)
-    return str(data.get("messageId") or data.get("id") or data.get("conversationId") or "")
+    many = data.get("messageIds")  # GMB sends answer with a list
+    ids = [data.get("messageId"), data.get("emailMessageId"), *(many if isinstance(many, list) else [])]
+    return tuple(i for i in ids if isinstance(i, str) and i)
 
 
 def daily_quota_spent(location_id: str) -> bool:

@@ -1,8 +1,9 @@
 """What intake turns a webhook into: actions on leads, each one Redis call.
 
 An Action says which lead, which signal (if any) at what time, which profile attributes (named as
-on `lead.Profile`) and guardrail fields (`g:paused_until`, `g:outcome`) to set, and the id that
-de-duplicates it. Parsing never touches Redis; `service` applies the actions.
+on `lead.Profile`) and guardrail fields (`g:appt:<id>`, `g:outcome`) to set, and the id that
+de-duplicates it. Parsing never touches Redis; `service` applies the actions (and checks, for
+`unless_own_message`, whether leadflow sent that message itself).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class Action:
     erase: bool = False
     lookup_timezone: bool = False  # ask GHL for the contact's timezone when the lead has none
     pause_at_least: float | None = None  # g:paused_until, unless the lead is already paused longer
+    unless_own_message: tuple[str, ...] = ()  # ignore the action if any of these is leadflow's own message
 
     def fields(self) -> dict[str, str]:
         return encode_profile(self.profile) | dict(self.guard)

@@ -1,8 +1,9 @@
 """GHL marketplace webhooks into lead actions, from GHL's documented payloads (tests/events/ghl/).
 
 Where the contact id lives: `id` in contact events, the top-level `contactId` in message and
-opportunity events, `appointment.contactId` in AppointmentCreate. Route by `type`, never by
-`direction`. A `webhookId` de-duplicates a delivery; without one, the hash of the body bytes does.
+opportunity events, `appointment.contactId` in appointment events (the appointment's own id is
+`appointment.id`). Route by `type`, never by `direction`. A `webhookId` de-duplicates a delivery;
+without one, the hash of the body bytes does.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from leadflow.intake.events import (
     text,
 )
 from leadflow.intake.verify import SignatureError
-from leadflow.lead import PAUSED_FOR_GOOD
+from leadflow.lead import CLOSED_OUTCOMES
+from leadflow.lead_state import APPOINTMENT
 from leadflow.signals import Signal
 
 # Keywords carriers and GHL treat as an opt-out or opt-in when they are the whole message.
@@ -51,6 +53,9 @@ REPLY_SIGNALS = {
 }
 PLAIN_TEXT = frozenset({"sms", "whatsapp", "gmb", "fb", "ig", "live_chat", "live chat", "webchat"})
 FORM_SOURCES = ("form", "survey", "funnel", "chat widget", "chat_widget")
+# Appointment statuses (GHL's: new, confirmed, cancelled, showed, noshow, invalid) after which the
+# lead has no appointment to wait for; any other status keeps it booked.
+NOT_BOOKED = frozenset({"cancelled", "canceled", "invalid", "noshow"})
 
 
 def dedupe_id(payload: Mapping[str, Any], body: bytes) -> str:
@@ -151,30 +156,53 @@ def _inbound(
     )
 
 
+def _outbound(
+    event_type: str, payload: Mapping[str, Any], location: str, at: float, event_id: str, config: Settings
+) -> Action | None:
+    # A message that names its user was sent by a person: an agent has taken the conversation over,
+    # so automated follow-up pauses as after a reply. Automated, workflow and bulk sends name none.
+    if not text(payload.get("userId")):
+        return None
+    contact = identifier(payload.get("contactId"), "contactId")
+    if not contact:
+        raise Malformed("contactId is required in OutboundMessage")
+    # leadflow's own messages are known by the ids GHL returned for them (an email's webhook names
+    # its emailMessageId); service checks them, since parsing never touches Redis.
+    ids = tuple(i for i in (text(payload.get("messageId"), 256), text(payload.get("emailMessageId"), 256)) if i)
+    pause = at + config.stop_on_reply_hours * 3600
+    return Action(event_type, location, contact, at=at, event_id=event_id, pause_at_least=pause, unless_own_message=ids)
+
+
 def _appointment(event_type: str, payload: Mapping[str, Any], location: str, at: float, event_id: str) -> Action | None:
     appointment = payload.get("appointment")
     if not isinstance(appointment, dict):
-        raise Malformed("appointment is required in AppointmentCreate")
+        raise Malformed(f"appointment is required in {event_type}")
     contact = identifier(appointment.get("contactId"), "appointment.contactId")
     if not contact:
-        raise Malformed("appointment.contactId is required in AppointmentCreate")
+        raise Malformed(f"appointment.contactId is required in {event_type}")
     status = (text(appointment.get("appointmentStatus"), 40) or "").lower()
-    if status in {"cancelled", "canceled", "invalid"}:
+    booked = event_type != "AppointmentDelete" and status not in NOT_BOOKED
+    if event_type == "AppointmentCreate" and not booked:
         return None
-    # A booked appointment is an agent inquiry and ends automated follow-up for good.
-    guard = {"g:paused_until": repr(PAUSED_FOR_GOOD)}
-    return Action(event_type, location, contact, signal=Signal.AGENT_INQUIRY, at=at, guard=guard, event_id=event_id)
+    appointment_id = identifier(appointment.get("id"), "appointment.id")
+    if appointment_id is None and not booked:
+        raise Malformed(f"appointment.id is required in {event_type}")
+    # While booked, an appointment pauses automated follow-up: its own field, so that cancelling it
+    # lifts that pause alone (never a reply's, an opt-out, a closed opportunity or another booking).
+    # Booked without an id (never in GHL's payloads), it still pauses, and nothing lifts it.
+    guard = {APPOINTMENT + (appointment_id or ""): "1" if booked else ""}
+    signal = Signal.AGENT_INQUIRY if event_type == "AppointmentCreate" else None  # booking is an inquiry
+    return Action(event_type, location, contact, signal=signal, at=at, guard=guard, event_id=event_id)
 
 
 def _opportunity(event_type: str, payload: Mapping[str, Any], location: str, at: float, event_id: str) -> Action | None:
     status = (text(payload.get("status"), 40) or "").lower()
-    if status not in {"won", "lost"}:
+    if status not in CLOSED_OUTCOMES:  # won, lost, abandoned: automated follow-up stops for good
         return None
     contact = identifier(payload.get("contactId"), "contactId")
     if not contact:
         raise Malformed("contactId is required in OpportunityStatusUpdate")
-    guard = {"g:paused_until": repr(PAUSED_FOR_GOOD), "g:outcome": status}
-    return Action(event_type, location, contact, at=at, guard=guard, event_id=event_id)
+    return Action(event_type, location, contact, at=at, guard={"g:outcome": status}, event_id=event_id)
 
 
 def _delete(event_type: str, payload: Mapping[str, Any], location: str, at: float, event_id: str) -> Action:
@@ -189,6 +217,8 @@ MAPPERS: dict[str, Mapper] = {
     "ContactUpdate": _contact_event,
     "ContactDndUpdate": _dnd_update,
     "AppointmentCreate": _appointment,
+    "AppointmentUpdate": _appointment,
+    "AppointmentDelete": _appointment,
     "OpportunityStatusUpdate": _opportunity,
     "ContactDelete": _delete,
 }
@@ -215,6 +245,8 @@ def parse(
     action: Action | None
     if event_type == "InboundMessage":
         action = _inbound(event_type, payload, location, at, event_id, config)
+    elif event_type == "OutboundMessage":
+        action = _outbound(event_type, payload, location, at, event_id, config)
     elif event_type in MAPPERS:
         action = MAPPERS[event_type](event_type, payload, location, at, event_id)
     else:

@@ -31,6 +31,7 @@ from leadflow.intake.spill import Delivery, SpillFailed, spill
 from leadflow.intake.verify import SignatureError, verify_bearer, verify_ghl, verify_standard
 from leadflow.lead_state import LeadStore, Recorded
 from leadflow.observability import count, logger, metrics
+from leadflow.own_messages import any_own
 from leadflow.redis_client import Cache, cache
 
 MAX_BODY = 256 * 1024
@@ -274,11 +275,15 @@ def apply_delivery(
 
 
 def apply(action: Action, config: Settings, now: float) -> str:
-    """Record one action; 'accepted' or 'duplicate'. Raises StoreUnavailable when Redis is down."""
+    """Record one action; 'accepted', 'duplicate' or 'ignored'. Raises StoreUnavailable when Redis is down."""
     leads = store()
     if action.erase:
         leads.erase(action.location_id, action.contact_id)
         return "accepted"
+    if action.unless_own_message and any_own(
+        leads.cache, action.location_id, action.contact_id, action.unless_own_message
+    ):
+        return "ignored"  # leadflow's own message: nobody took the conversation over
     fields = action.fields()
     if action.pause_at_least is not None:
         fields["max:g:paused_until"] = repr(action.pause_at_least)  # never shortens a longer pause
