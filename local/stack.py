@@ -203,6 +203,8 @@ class LocalStack:
             "GhlWebhookPublicKey": self.keys.ghl_public_key,
             "GhlApiKeyConfigured": "true" if os.environ.get("GHL_API_KEY") else "false",
             "AnthropicApiKeyConfigured": "true" if os.environ.get("ANTHROPIC_API_KEY") else "false",
+            "GhlClientId": os.environ.get("GHL_CLIENT_ID", ""),  # marketplace mode (GHL_CLIENT_SECRET: its secret)
+            "GhlRedirectUri": os.environ.get("GHL_REDIRECT_URI", ""),
             "SendMode": os.environ.get("SEND_MODE") or ("live" if os.environ.get("GHL_API_KEY") else "dry-run"),
             "LogLevel": "INFO" if self.options.verbose else "WARNING",
         }

@@ -1,6 +1,6 @@
 """The marketplace app: install through GHL's redirect, tokens per location refreshed under a lock,
 a refused refresh, uninstall, agency installs, GHL_API_KEY beside it, and no token in any log line.
-Against a GHL stand-in (tests/ghl_fake.py) that issues tokens and refuses a refresh token used twice,
+Against a GHL stand-in (local/ghl_standin.py) that issues tokens and refuses a refresh token used twice,
 DynamoDB in moto, the tests' own redis-server."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from leadflow.config import settings
+from local.ghl_standin import GhlStandIn as FakeGhl
 from tests.conftest import Queues
-from tests.ghl_fake import FakeGhl
 from tests.helpers import HOT, seed_lead, zone_at
 from tests.integration.test_send_function import deliver, job, messages_api, outbox
 from tests.integration.test_webhook_support import function_url_event, ghl_event, reply
