@@ -164,7 +164,7 @@ class StubServer:
                 self.end_headers()
                 self.wfile.write(payload)
 
-            do_GET = do_POST = do_PUT = _reply
+            do_GET = do_POST = do_PUT = do_DELETE = _reply
 
             def log_message(self, *args: Any) -> None:
                 pass

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from leadflow import guardrails
+from leadflow import guardrails, writeback
 from leadflow.config import Settings, settings
 from leadflow.followup_store import FollowupStore, LeadFollowups
 from leadflow.jobs import Job, replay_pending, send_jobs
@@ -194,6 +194,7 @@ def run_monitor(
                     reason = decision.reason or "unknown"
                     report.skipped[reason] = report.skipped.get(reason, 0) + 1
         store.refresh_index(location_id, fresh, gone)
+        writeback.monitor_pass(location_id, fresh, at)  # never raises
         for level, n in Counter(intent_level(score) for score in fresh.values()).items():
             count("LeadsByIntent", n, intent=level)
         jobs.sort(key=lambda job: -job.likelihood_score)

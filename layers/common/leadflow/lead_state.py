@@ -408,8 +408,10 @@ class LeadStore:
         prefix = lead_prefix(location_id, contact_id)
 
         def delete(r: Any) -> None:
-            r.delete(*(prefix + suffix for suffix in (":lead", ":messages", ":sends", ":pending", ":jobs")))
+            suffixes = (":lead", ":messages", ":sends", ":pending", ":jobs", ":handoffs", ":synced", ":sync-queued")
+            r.delete(*(prefix + suffix for suffix in suffixes))
             r.zrem(index_key(location_id), contact_id)
             r.zrem(expiry_key(location_id), contact_id)
+            r.zrem(location_key(location_id, "sync-waiting"), contact_id)  # writeback's waiting set
 
         self.cache.run(delete)
