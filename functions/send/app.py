@@ -1,6 +1,6 @@
-"""Send function: follow-up jobs from SQS (exactly once per job_id), write-backs to GHL
-(`"kind": "sync"`), and over the HTTP API the on-demand send, a lead's message history, stats, and
-the monitoring switch."""
+"""Send function: follow-up jobs from SQS (exactly once per job_id; a `call` job is an agent handoff
+task), write-backs to GHL (`"kind": "sync"`), and over the HTTP API the on-demand send, a lead's
+message history, stats, and the monitoring switch."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ class TooLittleTime(Exception):
 
 def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> dict[str, Any]:
     attempt = int(record.attributes.approximate_receive_count or 1)
-    sync = writeback.SyncJob.parse(record.body)  # by kind: "sync", else a message job
+    sync = writeback.SyncJob.parse(record.body)  # by kind: "sync", else a message (or call) job
     if sync is not None:
         return writeback.process_sync(sync, attempt)  # idempotent writes: no time check needed
     job = Job.from_json(record.body)
