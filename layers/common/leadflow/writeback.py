@@ -164,13 +164,16 @@ def maybe_queue(location_id: str, contact_id: str, score: float, request_at: flo
     return maybe_queue_many(location_id, {contact_id: score})
 
 
-def maybe_queue_many(location_id: str, scores: Mapping[str, float], limit: int | None = None) -> int:
+def maybe_queue_many(
+    location_id: str, scores: Mapping[str, float], limit: int | None = None, waited: frozenset[str] = frozenset()
+) -> int:
     """Queue a write-back for each lead (contact id -> likelihood now) whose score differs enough from
-    its last write-back, at most `limit`, highest first; a lead whose window is held (or that is past
-    the limit, or whose job SQS refused) waits for the monitor's next run. Returns how many were
-    queued. Never raises: a write-back is never worth an event or a monitor run."""
+    its last write-back, at most `limit`, highest first. A lead whose window is held, or whose job
+    SQS refused, waits for the monitor's next run; so does one past the limit that had `waited`
+    (the monitor rescores its own candidates every run anyway). Returns how many were queued. Never
+    raises: a write-back is never worth an event or a monitor run."""
     try:
-        return _queue(location_id, scores, limit)
+        return _queue(location_id, scores, limit, waited)
     except Exception as exc:
         logger.warning("write-back not queued", extra={"location_id": location_id, "error": type(exc).__name__})
         return 0
@@ -184,14 +187,14 @@ def monitor_pass(location_id: str, fresh: Mapping[str, float], now: float) -> in
     except Exception as exc:
         logger.warning("waiting write-backs not read", extra={"location_id": location_id, "error": type(exc).__name__})
         waiting = {}
-    return maybe_queue_many(location_id, waiting | dict(fresh), limit=MONITOR_BUDGET)
+    return maybe_queue_many(location_id, waiting | dict(fresh), MONITOR_BUDGET, frozenset(waiting))
 
 
 def _waiting_key(location_id: str) -> str:
     return location_key(location_id, "sync-waiting")
 
 
-def _queue(location_id: str, scores: Mapping[str, float], limit: int | None) -> int:
+def _queue(location_id: str, scores: Mapping[str, float], limit: int | None, waited: frozenset[str]) -> int:
     store = cache()
     ids = list(scores)
     last = _written(store, location_id, ids)
@@ -203,7 +206,7 @@ def _queue(location_id: str, scores: Mapping[str, float], limit: int | None) -> 
     if failed:
         store.run(lambda r: r.delete(*(_marker_key(location_id, job.lead_id) for job in failed)))
     held = set(first) - set(taken)
-    _wait(store, location_id, [*held, *later, *(job.lead_id for job in failed)])
+    _wait(store, location_id, [*held, *(cid for cid in later if cid in waited), *(job.lead_id for job in failed)])
     if len(jobs) > len(failed):
         count("WriteBacks", len(jobs) - len(failed), outcome="queued")
     return len(jobs) - len(failed)
