@@ -71,7 +71,7 @@ class StandInSQS:
 
 
 def run(n: int, workload: object, zone: str) -> None:
-    from leadflow import jobs
+    from leadflow import jobs, writeback
     from leadflow.activity import state_from_activity
     from leadflow.followup import run_monitor
     from leadflow.lead_state import LeadStore
@@ -90,8 +90,9 @@ def run(n: int, workload: object, zone: str) -> None:
     loaded = time.perf_counter() - started
     print(f"workload {workload.fingerprint(n)}: {n:,} leads stored in {loaded:.1f} s")  # type: ignore[attr-defined]
 
-    sqs = StandInSQS()
+    sqs, sync_sqs = StandInSQS(), StandInSQS()
     jobs.sqs = lambda: sqs  # type: ignore[assignment]
+    writeback._sqs = lambda: sync_sqs  # type: ignore[assignment]  # write-backs, counted apart
     started = time.perf_counter()
     report = run_monitor(now=now, store=store)
     wall = time.perf_counter() - started
@@ -104,6 +105,10 @@ def run(n: int, workload: object, zone: str) -> None:
     print(
         f"  SQS SendMessageBatch calls {sqs.calls:,} for {sqs.messages:,} jobs (minimum {minimum:,}: jobs / 10); "
         f"each call waits {SQS_LATENCY * 1000:.0f} ms"
+    )
+    print(
+        f"  write-backs queued {sync_sqs.messages:,} in {sync_sqs.calls:,} calls "
+        f"(at most {writeback.MONITOR_BUDGET} a run and location; the others wait for the next run)"
     )
     started = time.perf_counter()
     again = run_monitor(now=now, store=store)

@@ -9,9 +9,11 @@ event, timed, makes it urgent (80+), and the webhook's fast path queues its job.
 
 - queued: the trigger webhook's round trip. The fast path sends the job to SQS inside that request,
   so the job is on the queue when the reply arrives (checked: each lead's job mark is in Redis).
-- sent: from the same start to the message's entry in the lead's history (its `at`, stamped by the
-  send function when it takes the job), read back over GET /leads/{id}/messages. The send function
-  can take the job before the webhook's reply reaches the client, so `sent` can be below `queued`.
+- sent: from the same start to the follow-up's entry in the lead's history (its `at`, stamped by the
+  send function when it takes the job), read back over GET /leads/{id}/messages: a message `sent`,
+  or, as these leads asked for an agent (the form) and a call is recommended, the agent's task
+  `handed_off`. The send function can take the job before the webhook's reply reaches the client, so
+  `sent` can be below `queued`.
 
 The seed's design has no fast path: a lead waits for the next monitor run, up to its interval
 (BEHAVIORAL_MONITORING_INTERVAL, 300 s), then the send. Goals: queued within 1 s, sent within 5 s.
@@ -141,7 +143,7 @@ def run(leads: int, rate: float, workers: int) -> None:
         while len(sent) < len(queued_ids) and time.monotonic() < deadline:
             for cid in sorted(queued_ids - set(sent)):
                 history = bench.api("GET", f"/leads/{cid}/messages")["messages"]
-                done = [m for m in history if m["status"] == "sent"]
+                done = [m for m in history if m["status"] in ("sent", "handed_off")]
                 if done:
                     sent[cid] = datetime.fromisoformat(done[-1]["at"].replace("Z", "+00:00")).timestamp()
             time.sleep(0.2)
@@ -157,7 +159,8 @@ def run(leads: int, rate: float, workers: int) -> None:
         f"   monitor off; the job is on the queue when the trigger's reply arrives; send mode {stats.get('send_mode')};"
     )
     print("   sent = when the send function took the job, which can precede the reply reaching the client)")
-    print(f"  jobs queued by the fast path: {len(queued)}/{leads}; messages sent: {len(to_sent)}/{leads}")
+    print(f"  jobs queued by the fast path: {len(queued)}/{leads}; followed up: {len(to_sent)}/{leads}", end="")
+    print(f" (agent tasks: {stats.get('handed_off', 0)}, messages: {stats.get('sent', 0)})")
     if queued:
         print(
             f"  webhook -> job queued:   p50 {percentile(queued, 50) * 1000:7.1f} ms   "
@@ -165,7 +168,7 @@ def run(leads: int, rate: float, workers: int) -> None:
         )
     if to_sent:
         print(
-            f"  webhook -> message sent: p50 {percentile(to_sent, 50) * 1000:7.1f} ms   "
+            f"  webhook -> followed up:  p50 {percentile(to_sent, 50) * 1000:7.1f} ms   "
             f"p99 {percentile(to_sent, 99) * 1000:7.1f} ms   max {max(to_sent) * 1000:7.1f} ms   (goal: within 5 s)"
         )
         print(f"  mean sent {statistics.mean(to_sent) * 1000:.1f} ms")

@@ -5,13 +5,15 @@ activity and workflow webhooks over HTTP for four leads, lets the monitor (every
 send function run, then reads everything back over the HTTP API with a local JWT and prints:
 
 - a seller researching home values: ContactCreate from a home-value form, pricing tool, neighbourhood
-  research, market reports: urgent, followed up by the webhook's fast path within a second;
+  research, market reports: urgent, and a call is recommended, so the webhook's fast path hands her
+  to her agent (a GHL task) within a second, never an automated text;
 - a buyer searching listings: property searches, listing views, a virtual tour: hot, followed up by
   the monitor's next run;
 - a lead who replies STOP: opted out, then nothing, even on demand (409 opted_out);
 - a cold lead with one website visit: below the monitor's threshold, left alone.
 
-Messages are dry-run (the outbox); with ANTHROPIC_API_KEY set Claude writes them.
+Messages are dry-run (the outbox); with ANTHROPIC_API_KEY set Claude writes them. The outbox also
+shows what leadflow would write to each GHL contact (score, intent, why, the `leadflow:<intent>` tag).
 """
 
 from __future__ import annotations
@@ -253,6 +255,26 @@ def summary(demo: Demo, leads: dict[str, Lead], stats: dict[str, Any], blocked: 
             )
     console.print(sent)
 
+    written = Table(
+        title="Written to GHL contacts (dry-run: the outbox). A burst's first event is written at once;\n"
+        "where the rest moved the lead further, the first monitor run after that minute writes it",
+        title_justify="left",
+    )
+    for column in ("lead", "tag", "leadflow_score", "leadflow_why"):
+        written.add_column(column)
+    latest: dict[str, dict[str, Any]] = {}
+    for entry in outbox.values():  # newest first
+        if entry.get("kind") == "sync":
+            latest.setdefault(str(entry.get("lead_id")), entry)
+    for key in order:
+        entry = latest.get(leads[key].contact_id)
+        if entry:
+            fields = entry.get("custom_fields", {})
+            tag = f"leadflow:{fields.get('leadflow_intent')}"
+            written.add_row(leads[key].first_name, tag, str(fields.get("leadflow_score")), fields.get("leadflow_why"))
+    if latest:
+        console.print(written)
+
     skipped = Table(title="Skipped, and why", title_justify="left")
     skipped.add_column("lead")
     skipped.add_column("why")
@@ -278,6 +300,7 @@ def summary(demo: Demo, leads: dict[str, Lead], stats: dict[str, Any], blocked: 
     console.print(
         Panel(
             f"jobs queued {stats.get('total_tasks')}   sent {stats.get('sent')}   "
+            f"handed off {stats.get('handed_off', 0)}   "
             f"skipped {stats.get('skipped_total', 0)}{f' ({by_reason})' if by_reason else ''}   "
             f"failed {stats.get('failed')}   "
             f"pending {stats.get('pending')}   dead-letter queue {stats.get('dlq_depth')}   "

@@ -22,7 +22,7 @@ BASE_ENV = {
 
 
 def _clear_caches() -> None:
-    from leadflow import compose, config, ghl, jobs, redis_client, sending
+    from leadflow import compose, config, ghl, jobs, redis_client, sending, writeback
     from leadflow.intake import contacts
 
     for cached in (
@@ -33,6 +33,7 @@ def _clear_caches() -> None:
         sending._redrive,
         compose._claude,
         ghl.http,
+        writeback._sqs,
     ):
         cached.cache_clear()
     contacts._location_zones.clear()
@@ -91,6 +92,11 @@ class Queues:
             if not batch:
                 return messages
             messages += batch
+
+    def jobs(self) -> list[dict[str, Any]]:
+        """The follow-up jobs on the follow-up queue now (bodies), write-backs (`"kind": "sync"`) aside."""
+        bodies = [json.loads(m["Body"]) for m in self.receive(self.followup)]
+        return [body for body in bodies if body.get("kind") != "sync"]
 
 
 @pytest.fixture

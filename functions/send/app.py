@@ -1,5 +1,6 @@
-"""Send function: follow-up jobs from SQS (exactly once per job_id), and over the HTTP API the
-on-demand send, a lead's message history, stats, and the monitoring switch."""
+"""Send function: follow-up jobs from SQS (exactly once per job_id; a `call` job is an agent handoff
+task), write-backs to GHL (`"kind": "sync"`), and over the HTTP API the on-demand send, a lead's
+message history, stats, and the monitoring switch."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from aws_lambda_powertools.utilities.idempotency.persistence.cache import CacheP
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, Field
 
-from leadflow import sending
+from leadflow import sending, writeback
 from leadflow.config import settings
 from leadflow.followup_store import FollowupStore
 from leadflow.http import install_error_handlers
@@ -76,10 +77,13 @@ class TooLittleTime(Exception):
 
 
 def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> dict[str, Any]:
+    attempt = int(record.attributes.approximate_receive_count or 1)
+    sync = writeback.SyncJob.parse(record.body)  # by kind: "sync", else a message (or call) job
+    if sync is not None:
+        return writeback.process_sync(sync, attempt)  # idempotent writes: no time check needed
     job = Job.from_json(record.body)
     if lambda_context and lambda_context.get_remaining_time_in_millis() < sending.LONGEST_JOB_SECONDS * 1000:
         raise TooLittleTime(job.job_id)  # a GHL call cut off by the timeout would have an unknown outcome
-    attempt = int(record.attributes.approximate_receive_count or 1)
     return send_once(job=_as_dict(job), attempt=attempt)
 
 

@@ -45,8 +45,8 @@ def create_contact(stack: Stack, location_id: str, contact_id: str, source: str 
     assert reply.status_code == 200, reply.text
 
 
-def make_urgent(stack: Stack, location_id: str, contact_id: str) -> None:
-    for signal in URGENT_SIGNALS:
+def make_urgent(stack: Stack, location_id: str, contact_id: str, more: tuple[str, ...] = ()) -> None:
+    for signal in [*URGENT_SIGNALS, *more]:
         reply = send_activity(stack, location_id, contact_id, signal)
         assert reply.json() == {"status": "accepted"}
 
@@ -91,8 +91,9 @@ def test_the_http_api_wants_a_valid_jwt(stack: Stack, location_id: str) -> None:
 def test_an_urgent_lead_gets_a_job_through_the_queue_and_a_message_in_the_outbox(
     stack: Stack, location_id: str
 ) -> None:
-    create_contact(stack, location_id, "lead-urgent")
-    make_urgent(stack, location_id, "lead-urgent")
+    # a lead from an ad, not a form: no agent inquiry, so a text is recommended rather than a call
+    create_contact(stack, location_id, "lead-urgent", source="Facebook Ad")
+    make_urgent(stack, location_id, "lead-urgent", more=("property_search",) * 3)
 
     sent = wait_for(lambda: [m for m in messages(stack, location_id, "lead-urgent") if m["status"] == "sent"], 15)
 
@@ -103,6 +104,22 @@ def test_an_urgent_lead_gets_a_job_through_the_queue_and_a_message_in_the_outbox
     assert stats["total_tasks"] >= 1
     assert stats["sent"] >= 1
     assert stats["send_mode"] == "dry-run"
+
+
+def test_an_urgent_lead_who_asked_for_an_agent_is_handed_off_never_texted(stack: Stack, location_id: str) -> None:
+    create_contact(stack, location_id, "lead-call")  # a home-value form: an agent inquiry
+    make_urgent(stack, location_id, "lead-call")
+    assert stack.api("GET", "/leads/lead-call/score", location_id).json()["recommended_channel"] == "call"
+
+    handed = wait_for(lambda: [m for m in messages(stack, location_id, "lead-call") if m["status"] == "handed_off"], 15)
+    time.sleep(2 * INTERVAL + 1)  # two monitor runs go by
+
+    assert handed[0]["channel"] == "call"
+    assert handed[0]["body"].startswith("Call Ana: urgent, ")
+    assert [m["status"] for m in messages(stack, location_id, "lead-call")] == ["handed_off"], messages(
+        stack, location_id, "lead-call"
+    )
+    assert stack.api("GET", "/followups/stats", location_id).json()["handed_off"] >= 1
 
 
 def test_a_lead_who_replied_stop_gets_nothing_afterwards(stack: Stack, location_id: str) -> None:

@@ -39,7 +39,7 @@ def test_the_monitor_queues_each_lead_once_across_slots(cluster: int, queues: Qu
     second = monitor.lambda_handler(load_event("eventbridge_schedule"), lambda_context)
     assert first["queued"] == len(LEADS)
     assert second["queued"] == 0
-    assert sorted(json.loads(m["Body"])["lead_id"] for m in queues.receive(queues.followup)) == sorted(LEADS)
+    assert sorted(job["lead_id"] for job in queues.jobs()) == sorted(LEADS)
 
 
 def test_the_send_function_sends_once_and_holds_the_cap(cluster: int, lambda_context: Any) -> None:

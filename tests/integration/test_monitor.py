@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 
 from tests.conftest import Queues
 from tests.helpers import HOT, URGENT, load_app, seed_lead, zone_at
+
+# Urgent without asking for an agent: a text is recommended (an urgent agent inquiry is a call, a handoff).
+URGENT_SMS = {signal: n for signal, n in URGENT.items() if signal != "agent_inquiry"}
 
 
 @pytest.fixture
@@ -23,7 +25,7 @@ def scheduled_event() -> dict[str, Any]:
 
 
 def queued(queues: Queues) -> list[dict[str, Any]]:
-    return [json.loads(m["Body"]) for m in queues.receive(queues.followup)]
+    return queues.jobs()
 
 
 def test_a_hot_lead_in_its_window_gets_one_job_with_the_contract_fields(
@@ -70,7 +72,7 @@ def test_cold_opted_out_paused_and_sleeping_leads_get_nothing(
     seed_lead("stop", URGENT, profile={"timezone": zone_at(12), "dnd": True})
     seed_lead("paused", URGENT, profile={"timezone": zone_at(12)})
     LeadStore().set_fields("loc-1", "paused", {"g:paused_until": "inf"})
-    seed_lead("asleep", URGENT, profile={"timezone": zone_at(4)})
+    seed_lead("asleep", URGENT_SMS, profile={"timezone": zone_at(4)})
     report = monitor.lambda_handler(scheduled_event(), lambda_context)
     assert report["queued"] == 0
     assert report["skipped"] == {"opted_out": 1, "paused": 1, "quiet_hours": 1}
@@ -93,7 +95,7 @@ def test_a_hot_lead_outside_its_contact_window_waits_but_an_urgent_one_does_not(
 
     report = run_monitor(now=datetime.fromtimestamp(later, UTC))
     assert report.skipped.get("outside_window") == 1
-    assert [json.loads(m["Body"])["lead_id"] for m in queues.receive(queues.followup)] == ["urgent"]
+    assert [job["lead_id"] for job in queues.jobs()] == ["urgent"]
 
 
 def test_monitoring_switched_off_queues_nothing(monitor: Any, queues: Queues, lambda_context: Any) -> None:
@@ -142,7 +144,7 @@ def test_a_lead_the_fast_path_served_gets_no_second_job_from_the_monitor_in_that
     report = monitor.lambda_handler(scheduled_event(), lambda_context)
     assert report["queued"] == 0
     assert report["skipped"] == {"already_queued": 1}
-    assert [json.loads(m["Body"])["source"] for m in queues.receive(queues.followup)] == ["fast_path"]
+    assert [job["source"] for job in queues.jobs()] == ["fast_path"]
 
 
 def test_a_lead_at_its_daily_cap_gets_no_job(monitor: Any, queues: Queues, lambda_context: Any) -> None:
@@ -150,7 +152,7 @@ def test_a_lead_at_its_daily_cap_gets_no_job(monitor: Any, queues: Queues, lambd
 
     from leadflow.followup_store import FollowupStore
 
-    seed_lead("capped", URGENT, profile={"timezone": zone_at(12)})
+    seed_lead("capped", URGENT_SMS, profile={"timezone": zone_at(12)})
     for i in range(3):
         assert FollowupStore().reserve("loc-1", "capped", f"earlier-{i}", time.time() - 60, time.time() - 3600, 3, 0)
     report = monitor.lambda_handler(scheduled_event(), lambda_context)

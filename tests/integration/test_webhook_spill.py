@@ -155,9 +155,7 @@ def test_without_an_intake_queue_a_redis_outage_is_a_429(
 def test_an_urgent_leads_webhook_queues_a_fast_path_job(intake: Intake) -> None:
     seed_lead("hot-lead", URGENT, profile={"timezone": zone_at(12)})
     assert intake(activity_event(activity("hot-lead", "pricing_tool_usage")))[1] == {"status": "accepted"}
-    messages = intake.sqs.receive_message(QueueUrl=intake.followup_url, MaxNumberOfMessages=10).get("Messages", [])
-    assert len(messages) == 1
-    job = json.loads(messages[0]["Body"])
+    [job] = intake.jobs()
     assert (job["lead_id"], job["source"]) == ("hot-lead", "fast_path")
 
 

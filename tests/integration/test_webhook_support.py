@@ -158,6 +158,13 @@ class Intake:
     def __call__(self, event: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         return reply(self.app.lambda_handler(event, self.context))
 
+    def jobs(self) -> list[dict[str, Any]]:
+        """The follow-up jobs on the follow-up queue now (bodies), write-backs (`"kind": "sync"`) aside."""
+        bodies: list[dict[str, Any]] = []
+        while got := self.sqs.receive_message(QueueUrl=self.followup_url, MaxNumberOfMessages=10).get("Messages"):
+            bodies += [json.loads(m["Body"]) for m in got]
+        return [body for body in bodies if body.get("kind") != "sync"]
+
     def spilled(self) -> list[str]:
         bodies = []
         while True:

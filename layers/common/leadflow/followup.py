@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from leadflow import guardrails
+from leadflow import guardrails, handoff, writeback
 from leadflow.config import Settings, settings
 from leadflow.followup_store import FollowupStore, LeadFollowups
 from leadflow.jobs import Job, replay_pending, send_jobs
@@ -27,10 +27,13 @@ from leadflow.signals import Signal
 URGENT_BLOCK_HOURS = 4  # an urgent lead may get one monitor job per 4-hour block (the cap still holds)
 
 
-def choose_channel(state: LeadState, score: PredictiveSellScore) -> str | None:
-    """The recommended channel when the lead can be reached on it, else the other one.
-    A recommended call becomes a text: leadflow sends messages, agents make calls."""
-    preferred = "sms" if score.recommended_channel in ("sms", "call") else "email"
+def choose_channel(state: LeadState, score: PredictiveSellScore, *, calls: bool = True) -> str | None:
+    """The recommended channel when the lead can be reached on it, else the other one. A recommended
+    call stays a call, a handoff to the agent (never an automated text); `calls=False` asks for a
+    message channel (a person asked leadflow to send one)."""
+    if calls and score.recommended_channel == handoff.CHANNEL:
+        return handoff.CHANNEL
+    preferred = "email" if score.recommended_channel == "email" else "sms"
     for channel in (preferred, "email" if preferred == "sms" else "sms"):
         if state.profile.can_reach(channel):
             return channel
@@ -62,13 +65,18 @@ def decide(
     now: datetime,
     config: Settings,
     source: str,
+    asked_for_agent: bool = False,
 ) -> Decision:
-    """Whether this lead gets a follow-up job now, and the job. Pure."""
+    """Whether this lead gets a follow-up job now, and the job: a message, or a `call` job (a
+    handoff to its agent) when a call is recommended or the lead just asked for an agent. Pure."""
     score = score_lead(contact_id, state, now, config.sending_hours, config.default_timezone)
-    channel = choose_channel(state, score)
+    channel = handoff.CHANNEL if asked_for_agent else choose_channel(state, score)
     if channel is None:
         return Decision(None, guardrails.OPTED_OUT)
-    reason = guardrails.blocked(state, channel, now, followups.counts, limit)
+    if channel == handoff.CHANNEL:
+        reason = handoff.blocked(state)
+    else:
+        reason = guardrails.blocked(state, channel, now, followups.counts, limit)
     if reason:
         return Decision(None, reason)
     if followups.pending:
@@ -80,13 +88,16 @@ def decide(
     ):
         return Decision(None, "outside_window")
     # The monitor and the fast path share the slot's id: a lead gets one of the two, not both.
-    job_id = job_id_for(location_id, contact_id, score, now)
+    if channel == handoff.CHANNEL:
+        job_id = handoff.job_id(location_id, contact_id, score, now)
+    else:
+        job_id = job_id_for(location_id, contact_id, score, now)
     return Decision(Job.for_score(job_id, location_id, score, channel, source, triggered_at=state.last_event), None)
 
 
 def fast_path_eligible(likelihood_score: float, signal: Signal | None) -> bool:
-    """Urgent now, or a hot lead asking for an agent: worth a message in seconds, not minutes."""
-    return likelihood_score >= 80 or (signal is Signal.AGENT_INQUIRY and likelihood_score >= 50)
+    """Urgent now, or a hot lead replying or asking for an agent: worth acting in seconds, not minutes."""
+    return likelihood_score >= 80 or handoff.asks_for_agent(likelihood_score, signal)
 
 
 def queue_fast_path(
@@ -107,7 +118,10 @@ def queue_fast_path(
     at = datetime.fromtimestamp(now, UTC)
     limit = guardrails.limits(state, at, config)
     followups = fstore.followups(location_id, {contact_id: limit.day_start}, now)[contact_id]
-    decision = decide(location_id, contact_id, state, followups, limit, at, config, "fast_path")
+    asked = handoff.asks_for_agent(likelihood, signal)
+    decision = decide(location_id, contact_id, state, followups, limit, at, config, "fast_path", asked)
+    if asked and decision.job is None:  # no task for this lead (opted out of calls, say): a message, if allowed
+        decision = decide(location_id, contact_id, state, followups, limit, at, config, "fast_path")
     if decision.job is None:
         logger.info("fast path: no job", extra={"reason": decision.reason, "location_id": location_id})
         return None
@@ -194,6 +208,7 @@ def run_monitor(
                     reason = decision.reason or "unknown"
                     report.skipped[reason] = report.skipped.get(reason, 0) + 1
         store.refresh_index(location_id, fresh, gone)
+        writeback.monitor_pass(location_id, fresh, at)  # never raises
         for level, n in Counter(intent_level(score) for score in fresh.values()).items():
             count("LeadsByIntent", n, intent=level)
         jobs.sort(key=lambda job: -job.likelihood_score)

@@ -1,6 +1,7 @@
 """What leadflow keeps about follow-ups in Redis, beside each lead's state (same hash tag):
 
 lf:{loc:cid}:sends      zset   job id -> epoch of each reserved send (the daily cap and 24 h limit)
+lf:{loc:cid}:handoffs   zset   the same for agent handoff tasks (one a day; not messages, so not under the cap)
 lf:{loc:cid}:jobs       hash   job id -> its state: reserved -> sending:<attempt> -> sent | failed | skipped
 lf:{loc:cid}:pending    string the job in flight for the lead (one at a time, from monitor/fast path)
 lf:{loc:cid}:job:<id>   string a job id ever queued (a repeated monitor run queues nothing new)
@@ -34,6 +35,7 @@ JOB_MARK_TTL = 3 * 86_400
 JOBS_TTL = 3 * 86_400  # job states outlive every redelivery of their SQS message
 MONITORING = "lf:monitoring"
 RESERVED, SENDING = "reserved", "sending"
+SENDS, HANDOFFS = ":sends", ":handoffs"  # the ledgers `reserve` counts in
 ENDED = ("sent", "failed", "skipped", "handed_off")
 
 # KEYS: sends, jobs. ARGV: job id, now, day start, max per day, max per 24 h (0: none).
@@ -199,10 +201,19 @@ class FollowupStore:
         return self.cache.run(lambda r: r.hget(key, job_id))
 
     def reserve(
-        self, location_id: str, contact_id: str, job_id: str, now: float, day_start: float, max_day: int, max_24h: int
+        self,
+        location_id: str,
+        contact_id: str,
+        job_id: str,
+        now: float,
+        day_start: float,
+        max_day: int,
+        max_24h: int,
+        ledger: str = SENDS,
     ) -> str:
-        """Take the job's place under the caps: "reserved", "over_cap", or the state it had reached."""
-        keys = [_keys(location_id, contact_id)[0], _jobs_key(location_id, contact_id)]
+        """Take the job's place under the caps of `ledger` (messages: SENDS; agent tasks: HANDOFFS):
+        "reserved", "over_cap", or the state it had reached."""
+        keys = [lead_prefix(location_id, contact_id) + ledger, _jobs_key(location_id, contact_id)]
         args = [job_id, repr(now), repr(day_start), max_day, max_24h, JOBS_TTL]
         return str(self.cache.run(lambda r: self._reserve(keys=keys, args=args, client=r)))
 
@@ -211,9 +222,9 @@ class FollowupStore:
         keys, args = [_jobs_key(location_id, contact_id)], [job_id, attempt]
         return bool(self.cache.run(lambda r: self._begin_send(keys=keys, args=args, client=r)))
 
-    def unreserve(self, location_id: str, contact_id: str, job_id: str, attempt: str) -> None:
+    def unreserve(self, location_id: str, contact_id: str, job_id: str, attempt: str, ledger: str = SENDS) -> None:
         """A send that certainly did not happen gives its place under the cap back."""
-        keys = [_keys(location_id, contact_id)[0], _jobs_key(location_id, contact_id)]
+        keys = [lead_prefix(location_id, contact_id) + ledger, _jobs_key(location_id, contact_id)]
         self.cache.run(lambda r: self._unreserve(keys=keys, args=[job_id, attempt], client=r))
 
     # What happened.

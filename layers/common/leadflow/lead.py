@@ -54,6 +54,7 @@ class Profile:
     dnd: bool = False  # GHL's contact-wide DND; only a later GHL contact event changes it
     dnd_channels: frozenset[str] = frozenset()  # GHL's per-channel DND: "sms", "email", "call"
     opted_out: bool = False  # an inbound STOP-family reply; START/UNSTOP/YES lifts this, nothing else
+    assigned_to: str | None = None  # GHL's `assignedTo`: the user a handoff task goes to
 
     def opted_out_of(self, channel: str) -> bool:
         return self.dnd or self.opted_out or channel in self.dnd_channels

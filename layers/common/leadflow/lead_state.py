@@ -414,8 +414,10 @@ class LeadStore:
         prefix = lead_prefix(location_id, contact_id)
 
         def delete(r: Any) -> None:
-            r.delete(*(prefix + suffix for suffix in (":lead", ":messages", ":sends", ":pending", ":jobs", ":own")))
+            suffixes = (":lead", ":messages", ":sends", ":pending", ":jobs", ":own", ":handoffs", ":synced")
+            r.delete(*(prefix + suffix for suffix in (*suffixes, ":sync-queued")))
             r.zrem(index_key(location_id), contact_id)
             r.zrem(expiry_key(location_id), contact_id)
+            r.zrem(location_key(location_id, "sync-waiting"), contact_id)  # writeback's waiting set
 
         self.cache.run(delete)

@@ -65,6 +65,10 @@ def process_job(job: Job, attempt: int = 1, now: float | None = None) -> Outcome
     and the rules are read again right before it. Raises ghl.TransientFailure, only when the
     message was certainly not sent, for SQS to retry.
     """
+    if job.channel == "call":  # a call is the agent's: a handoff task, never an automated message
+        from leadflow.handoff_send import process_handoff
+
+        return process_handoff(job, attempt, now)
     at = time.time() if now is None else now
     when = datetime.fromtimestamp(at, UTC)
     config = settings()
@@ -216,7 +220,7 @@ def request_send(
     if installations.delivery_mode(location_id) == NOT_INSTALLED:
         raise GuardrailBlocked(NOT_INSTALLED)
     score = score_lead(lead_id, state, when, config.sending_hours, config.default_timezone)
-    chosen = channel or choose_channel(state, score) or "sms"
+    chosen = channel or choose_channel(state, score, calls=False) or "sms"
     limit = guardrails.limits(state, when, config)
     counts = fstore.followups(location_id, {lead_id: limit.day_start}, at)[lead_id].counts
     reason = guardrails.blocked(state, chosen, when, counts, limit)
@@ -273,11 +277,13 @@ def stats(location_id: str) -> dict[str, Any]:
     raw = fstore.stats(location_id)
     skipped = {key.split(":", 1)[1]: n for key, n in raw.items() if key.startswith("skipped:")}
     queued, sent, failed = raw.get("queued", 0), raw.get("sent", 0), raw.get("failed", 0)
-    ended = sent + failed + sum(skipped.values())
+    handed_off = raw.get("handed_off", 0)
+    ended = sent + handed_off + failed + sum(skipped.values())
     return {
         "total_tasks": queued,
         "pending": max(0, queued - ended),
         "sent": sent,
+        "handed_off": handed_off,  # agent tasks created (call jobs)
         "skipped": skipped,  # a count per reason
         "skipped_total": sum(skipped.values()),
         "failed": failed,

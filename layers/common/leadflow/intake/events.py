@@ -154,6 +154,9 @@ def contact_profile(
     zone = valid_zone(payload.get("timezone"))
     if zone:
         profile["timezone"] = zone
+    if "assignedTo" in payload:  # GHL's contact events; an empty one unassigns, an odd one is not kept
+        user = text(payload.get("assignedTo"), MAX_ID + 1)
+        profile["assigned_to"] = user if user and len(user) <= MAX_ID else None
     return profile
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from leadflow import writeback
 from leadflow.config import Settings, settings
 from leadflow.errors import InvalidInput, LeadflowError, StoreUnavailable
 from leadflow.intake import activity, ghl, oauth, workflow
@@ -299,6 +300,7 @@ def apply(action: Action, config: Settings, now: float) -> str:
     if not recorded.duplicate:
         fill_timezone(leads, action, recorded.state, config, now)
     fast_path(action, recorded, now)  # a duplicate too: its first delivery may have stopped short of it
+    writeback.maybe_queue(action.location_id, action.contact_id, recorded.likelihood, now)  # never raises
     return "duplicate" if recorded.duplicate else "accepted"
 
 
