@@ -26,11 +26,13 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from local.ghl_standin import CLIENT_ID, CLIENT_SECRET, GhlStandIn
 from local.keys import STATE_DIR, LocalKeys, ensure
 from local.launch import StackFailed, launch
 from local.template import ROOT
 
 INTERVAL = 2  # seconds between monitor runs in the demo
+INSTALL_CODE = "demo-install-code"  # the authorization code GHL's stand-in hands the callback
 SETTLE_SECONDS = 20  # the most the demo waits for follow-ups to finish
 # Zones for the demo's leads, US first: the first one where it is daytime now, so the quiet-hours
 # guardrail (SENDING_HOURS, 8-21 local) lets the messages go whenever the demo runs.
@@ -330,6 +332,38 @@ def _outbox(demo: Demo) -> dict[str, dict[str, Any]]:
         return {}
 
 
+def marketplace(location_id: str) -> GhlStandIn:
+    """A GHL stand-in on this machine, and the stack set up as its marketplace app (messages stay
+    dry-run: the outbox). The stand-in holds one authorization code for the demo's location."""
+    import os
+
+    ghl = GhlStandIn(location_id)
+    ghl.add_code(INSTALL_CODE)
+    os.environ.update(
+        {
+            "GHL_CLIENT_ID": CLIENT_ID,
+            "GHL_CLIENT_SECRET": CLIENT_SECRET,
+            "GHL_API_BASE_URL": ghl.url,
+            "SEND_MODE": "dry-run",
+        }
+    )
+    return ghl
+
+
+def install(base: str, location_id: str, console: Any) -> None:
+    """What a user's browser does after installing the app in GHL: follow the redirect to the callback."""
+    import httpx
+
+    reply = httpx.get(f"{base}/oauth/callback", params={"code": INSTALL_CODE}, timeout=30)
+    title = reply.text.split("<h1>", 1)[-1].split("</h1>", 1)[0] if "<h1>" in reply.text else reply.text[:80]
+    if reply.status_code != 200:
+        raise RuntimeError(f"GET /oauth/callback: {reply.status_code} {title}")
+    console.print(
+        f'[bold]0. The GHL app is installed[/bold]: GET /oauth/callback?code=... answers {reply.status_code} "{title}"'
+    )
+    console.print("   (GHL's stand-in issued the location's tokens; they are kept in the installations table)\n")
+
+
 def main() -> int:
     from rich.console import Console
 
@@ -341,17 +375,21 @@ def main() -> int:
     log_path = STATE_DIR / "demo.log"
     console.rule("[bold]leadflow demo[/bold]: template.yaml on this machine")
     console.print(f"starting the local stack (its log: {log_path.relative_to(ROOT)}) ...")
+    location_id = f"demo-{uuid.uuid4().hex[:6]}"
+    ghl = marketplace(location_id)
     try:
         stack = launch(INTERVAL, log_path)
     except StackFailed as exc:
         console.print(f"[red]demo failed:[/red] {exc}")
+        ghl.close()
         return 1
     try:
         console.print(
             f"ready on {stack.base} in {time.monotonic() - started:.1f} s; the monitor runs every {INTERVAL} s\n"
         )
+        install(stack.base, location_id, console)
         zone = daytime_zone()
-        demo = Demo(stack.base, keys, f"demo-{uuid.uuid4().hex[:6]}", zone, console)
+        demo = Demo(stack.base, keys, location_id, zone, console)
         leads = {
             "seller": Lead("seller-maria", "Maria (seller)", "researching her home's value", "Maria"),
             "buyer": Lead("buyer-jordan", "Jordan (buyer)", "searching listings", "Jordan"),
@@ -369,6 +407,7 @@ def main() -> int:
         return 1
     finally:
         stack.stop()
+        ghl.close()
     console.print(
         f"done in {time.monotonic() - started:.1f} s; everything it started is stopped. "
         "Next: `make dev` to serve the stack, `make token` for the API, `leadflow --help`."

@@ -30,7 +30,7 @@ def test_the_webhook_and_send_functions_get_the_table_and_the_oauth_client(resou
         env = resources[LOGICAL_ID[function]]["Properties"]["Environment"]["Variables"]
         assert env["INSTALLATIONS_TABLE"] == {"Ref": "InstallationsTable"}, function
         assert env["GHL_CLIENT_ID"] == {"Fn::If": ["WithMarketplace", {"Ref": "GhlClientId"}, {"Ref": "AWS::NoValue"}]}
-        assert env["GHL_CLIENT_SECRET_ARN"]["Fn::If"][1] == {"Ref": "GhlClientSecret"}
+        assert env["GHL_CLIENT_SECRET_SECRET_ARN"]["Fn::If"][1] == {"Ref": "GhlClientSecret"}
     for function in ("score", "monitor"):
         env = resources[LOGICAL_ID[function]]["Properties"].get("Environment", {}).get("Variables", {})
         assert "INSTALLATIONS_TABLE" not in env, function

@@ -46,7 +46,7 @@ class Settings(BaseSettings):
 
     ghl_client_id: str | None = None  # the marketplace app's OAuth client: marketplace mode when set
     ghl_client_secret: str | None = None
-    ghl_client_secret_arn: str | None = None
+    ghl_client_secret_secret_arn: str | None = None
     ghl_redirect_uri: str | None = None
     installations_table: str | None = None
 
@@ -116,7 +116,7 @@ class Settings(BaseSettings):
         return _secret(self.ghl_api_key, self.ghl_api_key_secret_arn)
 
     def client_secret(self) -> str | None:
-        return _secret(self.ghl_client_secret, self.ghl_client_secret_arn)
+        return _secret(self.ghl_client_secret, self.ghl_client_secret_secret_arn)
 
     def anthropic_key(self) -> str | None:
         return _secret(self.anthropic_api_key, self.anthropic_api_key_secret_arn)
