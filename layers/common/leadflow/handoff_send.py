@@ -23,7 +23,7 @@ from leadflow.jobs import Job, replay_pending
 from leadflow.lead_state import LeadStore
 from leadflow.observability import count, logger
 from leadflow.scoring import score_lead
-from leadflow.sending import OUTCOME_UNKNOWN, REPLAY_PENDING, JobTaken, Outcome, max_receives
+from leadflow.sending import OUTCOME_UNKNOWN, REPLAY_PENDING, JobTaken, Outcome, end_job, max_receives
 
 HANDED_OFF = "handed_off"
 
@@ -44,13 +44,7 @@ def process_handoff(job: Job, attempt: int = 1, now: float | None = None) -> Out
     token = uuid.uuid4().hex  # this attempt
 
     def finish(outcome: Outcome, stat: str) -> Outcome:
-        entry = {"job_id": job.job_id, "channel": job.channel, "status": outcome.status, "at": _iso(at)}
-        entry |= {"reason": outcome.reason} if outcome.reason else {}
-        entry |= {"body": outcome.body} if outcome.body else {}
-        fstore.log(loc, cid, entry, stat, ttl=config.lead_ttl_days * 86_400)
-        fstore.release(loc, cid, job.job_id)
-        logger.info("handoff ended", extra={"job_id": job.job_id, "status": outcome.status, "reason": outcome.reason})
-        return outcome
+        return end_job(fstore, job, outcome, stat, at)
 
     def skip(reason: str) -> Outcome:
         count("Handoffs", outcome="skipped", reason=reason)

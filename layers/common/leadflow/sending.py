@@ -78,13 +78,7 @@ def process_job(job: Job, attempt: int = 1, now: float | None = None) -> Outcome
     token = uuid.uuid4().hex  # this attempt, so a retried Redis call is recognised as its own
 
     def finish(outcome: Outcome, stat: str) -> Outcome:
-        entry = {"job_id": job.job_id, "channel": job.channel, "status": outcome.status, "at": _iso(at)}
-        entry |= {"reason": outcome.reason} if outcome.reason else {}
-        entry |= {"body": outcome.body} if outcome.body else {}
-        fstore.log(loc, cid, entry, stat, ttl=config.lead_ttl_days * 86_400)
-        fstore.release(loc, cid, job.job_id)
-        logger.info("job ended", extra={"job_id": job.job_id, "status": outcome.status, "reason": outcome.reason})
-        return outcome
+        return end_job(fstore, job, outcome, stat, at)
 
     def unknown(cause: str) -> Outcome:
         count("MessagesOutcomeUnknown", channel=job.channel)
@@ -176,6 +170,18 @@ def process_job(job: Job, attempt: int = 1, now: float | None = None) -> Outcome
     except Exception:  # sent: the job's state says `sending`, so no redelivery can send it again
         logger.exception("message sent but not recorded", extra={"job_id": job.job_id})
         return outcome
+
+
+def end_job(fstore: FollowupStore, job: Job, outcome: Outcome, stat: str, at: float) -> Outcome:
+    """A job's end, written once: its final state and history entry (ending with the lead), the
+    outcome's count, and its lead's in-flight slot freed."""
+    entry = {"job_id": job.job_id, "channel": job.channel, "status": outcome.status, "at": _iso(at)}
+    entry |= {"reason": outcome.reason} if outcome.reason else {}
+    entry |= {"body": outcome.body} if outcome.body else {}
+    fstore.log(job.location_id, job.lead_id, entry, stat, ttl=settings().lead_ttl_days * 86_400)
+    fstore.release(job.location_id, job.lead_id, job.job_id)
+    logger.info("job ended", extra={"job_id": job.job_id, "status": outcome.status, "reason": outcome.reason})
+    return outcome
 
 
 class JobTaken(Exception):
