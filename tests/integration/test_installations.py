@@ -56,7 +56,6 @@ def create_table() -> None:
         BillingMode="PAY_PER_REQUEST",
     )
     installations.table.cache_clear()
-    installations.http.cache_clear()
     settings.cache_clear()
 
 

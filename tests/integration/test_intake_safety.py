@@ -197,5 +197,5 @@ def test_a_blackholed_sqs_endpoint_still_answers_in_time_and_frees_the_slot(
         listener.close()
     # Then the webhook answers well inside its 10 s timeout, and the lead's slot is free again
     assert status == 200
-    assert 2 < elapsed < 8  # it did wait on SQS (2 attempts x 2 s read timeout), and gave up in time
+    assert 2 < elapsed < 9  # it did wait on SQS, and answered inside the function's 10 s timeout
     assert FollowupStore().followups(LOCATION, {CONTACT: 0.0}, time.time())[CONTACT].pending is False

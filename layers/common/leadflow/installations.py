@@ -33,7 +33,7 @@ REFRESH_AHEAD = 600.0  # seconds before expiry a token is refreshed
 LOCK_SECONDS = 20.0  # a refresh lock older than this was abandoned (its holder died)
 WAIT_FOR_REFRESH = 8.0  # how long a loser waits for the winner's token
 TIMEOUT = httpx.Timeout(5.0, connect=2.0)
-LOCATION_TOKEN_VERSION = "2021-07-28"  # noqa: S105  (an API version, not a secret)
+INSTALL_LIMIT_KEY = "oauth-install"  # the code exchange names no location yet: its own limit
 ACTIVE, NEEDS_REINSTALL = "active", "needs_reinstall"
 
 
@@ -86,11 +86,6 @@ def table() -> Any:
     return boto3.resource("dynamodb", config=config).Table(str(settings().installations_table))
 
 
-@functools.cache
-def http() -> httpx.Client:
-    return httpx.Client(timeout=TIMEOUT)
-
-
 def _dynamo(operation: Any, *args: Any, **kwargs: Any) -> Any:
     """A DynamoDB call; its failure is StoreUnavailable (the caller spills or retries)."""
     from botocore.exceptions import BotoCoreError, ClientError
@@ -129,35 +124,29 @@ def remove(location_id: str | None, company_id: str | None) -> None:
 # GHL's token endpoint
 
 
-def _post_token(form: dict[str, str]) -> dict[str, Any]:
-    """POST /oauth/token (form-encoded). Raises InstallRefused when GHL refuses the grant."""
+def _post_token(form: dict[str, str], limited_as: str) -> dict[str, Any]:
+    """POST /oauth/token (form-encoded) through the GHL client, under `limited_as`'s rate limit.
+    Raises InstallRefused when GHL refuses the grant, TokenUnavailable when it did not answer."""
+    from leadflow import ghl  # the client reads tokens from here: imported when first needed
+
     config = settings()
     secret = config.client_secret()
     if not config.ghl_client_id or not secret:
         raise InstallRefused("the app's OAuth client (GHL_CLIENT_ID, GHL_CLIENT_SECRET) is not configured")
     body = {"client_id": config.ghl_client_id, "client_secret": secret} | form
     try:
-        response = http().post(f"{config.ghl_api_base_url.rstrip('/')}/oauth/token", data=body)
-    except httpx.HTTPError as exc:
-        raise TokenUnavailable(f"GHL token endpoint: {type(exc).__name__}") from None
-    if response.status_code in (400, 401, 403, 422):
-        raise InstallRefused(_oauth_error(response))
-    if response.status_code != 200:
-        raise TokenUnavailable(f"GHL token endpoint answered {response.status_code}")
-    data = response.json()
-    if not isinstance(data, dict) or not data.get("access_token"):
+        data = ghl.call(limited_as, ghl.OAUTH_TOKEN, form=body, timeout=TIMEOUT)
+    except ghl.PermanentFailure as exc:
+        raise InstallRefused(_oauth_error(exc.body, exc.status)) from None
+    except ghl.GhlError as exc:  # not answered, or unknown: the grant may be tried again later
+        raise TokenUnavailable(f"GHL token endpoint: {exc.reason}") from None
+    if not data.get("access_token"):
         raise TokenUnavailable("GHL token endpoint answered without a token")
     return data
 
 
-def _oauth_error(response: httpx.Response) -> str:
-    try:
-        data = response.json()
-    except ValueError:
-        return f"GHL answered {response.status_code}"
-    if not isinstance(data, dict):
-        return f"GHL answered {response.status_code}"
-    reason = data.get("error") or data.get("message") or response.status_code
+def _oauth_error(body: dict[str, Any], status: int | None) -> str:
+    reason = body.get("error") or body.get("message") or f"GHL answered {status}"
     return str(reason if not isinstance(reason, list) else "; ".join(map(str, reason)))[:120]
 
 
@@ -185,7 +174,7 @@ def exchange_code(code: str, now: float | None = None) -> Installation:
     form = {"grant_type": "authorization_code", "code": code, "user_type": "Location"}
     if settings().ghl_redirect_uri:
         form["redirect_uri"] = str(settings().ghl_redirect_uri)
-    installation = _from_grant(_post_token(form), now)
+    installation = _from_grant(_post_token(form, INSTALL_LIMIT_KEY), now)
     save(installation)
     for location_id in installation.approved_locations:  # an agency's locations find their company
         if get(location_id) is None:
@@ -263,13 +252,8 @@ def _refresh(installation: Installation, now: float) -> str | None:
         return _await_refresh(installation.location_id, seen, now)
     locked = seen + 1
     try:
-        data = _post_token(
-            {
-                "grant_type": "refresh_token",
-                "refresh_token": installation.refresh_token,
-                "user_type": installation.user_type,
-            }
-        )
+        form = {"grant_type": "refresh_token", "refresh_token": installation.refresh_token}
+        data = _post_token(form | {"user_type": installation.user_type}, installation.location_id)
     except InstallRefused:
         _mark_needs_reinstall(installation.location_id, locked)
         return None
@@ -342,18 +326,13 @@ def _from_company(installation: Installation, now: float) -> str | None:
     company_token = _fresh(company, False, now) if company else None
     if not company_token:
         return None
-    config = settings()
-    try:
-        response = http().post(
-            f"{config.ghl_api_base_url.rstrip('/')}/oauth/locationToken",
-            data={"companyId": installation.company_id, "locationId": installation.location_id},
-            headers={"Authorization": f"Bearer {company_token}", "Version": LOCATION_TOKEN_VERSION},
-        )
-    except httpx.HTTPError as exc:
-        raise TokenUnavailable(f"GHL location token: {type(exc).__name__}") from None
-    if response.status_code != 200:
-        raise TokenUnavailable(f"GHL location token answered {response.status_code}")
-    data = response.json()
+    from leadflow import ghl  # the client reads tokens from here: imported when first needed
+
+    form = {"companyId": installation.company_id, "locationId": installation.location_id}
+    try:  # under the agency's rate limit, with its token (`company:<id>` is its installation's key)
+        data = ghl.call(company_key(installation.company_id), ghl.LOCATION_TOKEN, form=form, timeout=TIMEOUT)
+    except ghl.GhlError as exc:
+        raise TokenUnavailable(f"GHL location token: {exc.reason}") from None
     token, expires = str(data.get("access_token") or ""), now + float(data.get("expires_in") or 86_399)
     if not token:
         raise TokenUnavailable("GHL location token answered without a token")
