@@ -23,13 +23,9 @@ from leadflow.jobs import Job, replay_pending
 from leadflow.lead_state import LeadStore
 from leadflow.observability import count, logger
 from leadflow.scoring import score_lead
-from leadflow.sending import OUTCOME_UNKNOWN, REPLAY_PENDING, JobTaken, Outcome, end_job, max_receives
+from leadflow.sending import OUTCOME_UNKNOWN, REPLAY_PENDING, JobTaken, Outcome, end_job, iso_utc, max_receives
 
 HANDED_OFF = "handed_off"
-
-
-def _iso(at: float) -> str:
-    return datetime.fromtimestamp(at, UTC).isoformat().replace("+00:00", "Z")
 
 
 def process_handoff(job: Job, attempt: int = 1, now: float | None = None) -> Outcome:
@@ -139,5 +135,5 @@ def _outbox_entry(job: Job, task: dict[str, Any], at: float) -> dict[str, Any]:
         "source": job.source,
         "intent_level": job.intent_level,
         "task": task,
-        "at": _iso(at),
+        "at": iso_utc(at),
     }

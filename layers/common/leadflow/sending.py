@@ -54,7 +54,8 @@ class Outcome:
         return {"status": self.status, "reason": self.reason}
 
 
-def _iso(at: float) -> str:
+def iso_utc(at: float) -> str:
+    """Epoch seconds as ISO 8601 UTC with a Z: how history and outbox entries give times."""
     return datetime.fromtimestamp(at, UTC).isoformat().replace("+00:00", "Z")
 
 
@@ -175,7 +176,7 @@ def process_job(job: Job, attempt: int = 1, now: float | None = None) -> Outcome
 def end_job(fstore: FollowupStore, job: Job, outcome: Outcome, stat: str, at: float) -> Outcome:
     """A job's end, written once: its final state and history entry (ending with the lead), the
     outcome's count, and its lead's in-flight slot freed."""
-    entry = {"job_id": job.job_id, "channel": job.channel, "status": outcome.status, "at": _iso(at)}
+    entry = {"job_id": job.job_id, "channel": job.channel, "status": outcome.status, "at": iso_utc(at)}
     entry |= {"reason": outcome.reason} if outcome.reason else {}
     entry |= {"body": outcome.body} if outcome.body else {}
     fstore.log(job.location_id, job.lead_id, entry, stat, ttl=settings().lead_ttl_days * 86_400)
@@ -207,7 +208,7 @@ def _resumed(job: Job, state: str, unknown: Callable[[str], Outcome]) -> Outcome
 
 def _outbox_entry(job: Job, body: str, subject: str | None, composer: str, at: float) -> dict[str, Any]:
     entry = {"job_id": job.job_id, "lead_id": job.lead_id, "channel": job.channel, "subject": subject, "body": body}
-    entry |= {"source": job.source, "composer": composer, "intent_level": job.intent_level, "at": _iso(at)}
+    entry |= {"source": job.source, "composer": composer, "intent_level": job.intent_level, "at": iso_utc(at)}
     return {k: v for k, v in entry.items() if v is not None}
 
 
