@@ -42,6 +42,7 @@ build: $(SAM_VENV)/bin/sam
 
 bench: setup
 	$(PY) bench/scoring.py
+	$(PY) bench/intake.py
 	$(PY) bench/redis_batch.py
 	$(PY) bench/monitor.py
 	$(PY) bench/speed_to_lead.py

@@ -145,7 +145,12 @@ def test_a_claim_whose_reply_came_late_holds_the_slot(intake: Intake, slow_redis
 def test_an_event_recorded_before_its_index_write_failed_reaches_the_index_and_fast_path_on_replay(
     intake: Intake, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Cluster mode: the index lives in another slot than the lead, so its write is a round trip of
+    its own after the record script (standalone, the script writes both at once)."""
     from leadflow.lead_state import LeadStore, index_key
+    from leadflow.redis_client import cache
+
+    monkeypatch.setattr(cache(), "cluster", True)  # the keys' layout of cluster mode, on one server
 
     # Given an urgent lead the index has lost sight of
     seed_lead(CONTACT, URGENT, location_id=LOCATION, profile={"timezone": zone_at(12)})

@@ -22,6 +22,7 @@ from redis.crc import key_slot
 
 from leadflow import config, lead_state, redis_client
 from leadflow.lead import LeadState
+from leadflow.lead_state import Event as Recording
 from leadflow.lead_state import LeadStore, decode_state, encode_profile, index_key, lead_key, lead_prefix
 from leadflow.redis_client import cache
 from leadflow.scoring import likelihood
@@ -183,7 +184,19 @@ def test_the_score_index_holds_the_likelihood_at_the_last_update(store: LeadStor
     stored = store.load(LOC, "c1")
     assert stored is not None
     indexed = redis.Redis.from_url(redis_url).zscore(index_key(LOC), "c1")
-    assert indexed == likelihood(stored, T0)
+    assert indexed == likelihood(stored, T0) + 0.1  # this lead's exact value lies just below 55.95
+
+
+def test_the_script_indexes_scorings_likelihood_rounded_up_to_the_tenth(store: LeadStore, redis_url: str) -> None:
+    """The record script computes the index's value itself (one round trip per event): for any
+    history, never below scoring's likelihood (the monitor would miss the lead), at most a tenth above."""
+    leads = populate(store, 300, seed=13)
+    indexed = dict(redis.Redis.from_url(redis_url, decode_responses=True).zscan_iter(index_key(LOC)))
+    for contact_id in leads:
+        state = store.load(LOC, contact_id)
+        assert state is not None
+        exact = likelihood(state, T0)
+        assert exact <= float(indexed[contact_id]) <= exact + 0.1 + 1e-9, contact_id
 
 
 def test_every_recorded_location_is_listed(store: LeadStore) -> None:
@@ -402,3 +415,18 @@ def test_cluster_get_many_reads_keys_across_slots(cluster_store: LeadStore) -> N
     values = {f"lf:{{{cid}}}:note": {"lead": cid} for cid in CLUSTER_LEADS}
     cluster_store.cache.set_many(values)
     assert cluster_store.cache.get_many([*values, "lf:{nobody}:note"]) == values
+
+
+def test_a_server_that_lost_its_scripts_records_each_event_once(store: LeadStore, redis_url: str) -> None:
+    """A replica just promoted (or a restarted server) answers NOSCRIPT without running anything:
+    the script is loaded again and only those calls are sent again."""
+    store.record(LOC, "c1", signal=Signal.LISTING_VIEW, at=T0, event_id="evt-1", now=T0)
+    redis.Redis.from_url(redis_url).script_flush()
+    events = [
+        Recording(LOC, "c1", Signal.LISTING_VIEW, T0, "evt-2"),
+        Recording(LOC, "c2", Signal.LISTING_VIEW, T0, "evt-1"),
+    ]
+    recorded = store.record_many(events, now=T0)
+    assert [r.duplicate for r in recorded] == [False, False]
+    assert recorded[0].state.signals[Signal.LISTING_VIEW].count == 2
+    assert recorded[1].state.signals[Signal.LISTING_VIEW].count == 1

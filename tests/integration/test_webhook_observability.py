@@ -1,6 +1,6 @@
-"""One structured log line per event (type, location, outcome, latency), no contact details or
-message bodies in logs, and EMF metrics: EventsReceived by type and outcome, SignatureFailures,
-EventsSpilled."""
+"""One structured log line per request (type, location, per-outcome counts, latency), plus one per
+refused event; no contact details or message bodies in logs; and EMF metrics: EventsReceived by type
+and outcome, SignatureFailures, EventsSpilled."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 from tests.helpers import ROOT
 from tests.integration.test_webhook_support import (
     Intake,
+    activity_event,
     ghl_body,
     ghl_event,
     intake_fixture,  # noqa: F401  (the `intake` fixture)
@@ -36,19 +37,35 @@ def logged(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
     return [{"message": r.getMessage(), **r.__dict__} for r in caplog.records]
 
 
-def test_each_event_logs_one_line_with_type_location_outcome_and_latency(
+def test_each_request_logs_one_line_with_type_location_outcome_and_latency(
     intake: Intake, caplog: pytest.LogCaptureFixture
 ) -> None:
     intake(ghl_event(ghl_body("inbound_message_sms", body=SECRET_BODY)))
-    events = [line for line in logged(caplog) if line["message"] == "webhook event"]
-    assert len(events) == 1
-    line = events[0]
-    assert (line["event_type"], line["location_id"], line["outcome"]) == (
+    requests = [line for line in logged(caplog) if line["message"] == "webhook request"]
+    assert len(requests) == 1
+    line = requests[0]
+    assert (line["event_type"], line["location_id"], line["outcome"], line["outcomes"]) == (
         "InboundMessage",
         "l1C08ntBrFjLS0elLIYU",
         "accepted",
+        {"accepted": 1},
     )
     assert line["latency_ms"] >= 0
+
+
+def test_a_batch_logs_one_line_with_its_outcome_counts_and_one_per_refused_event(
+    intake: Intake, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    event = {"type": "activity", "location_id": "loc-1", "signal": "listing_view"}
+    batch = [event | {"contact_id": f"c-{i}"} for i in range(3)] + [event | {"contact_id": "c-9", "signal": "x"}]
+    assert intake(activity_event({"events": batch}))[0] == 200
+    requests = [line for line in logged(caplog) if line["message"] == "webhook request"]
+    assert [line["outcomes"] for line in requests] == [{"accepted": 3, "rejected": 1}]
+    [refused] = [line for line in logged(caplog) if line["message"] == "webhook event refused"]
+    assert refused["index"] == 3
+    assert "signal must be one of" in refused["reason"]
+    emitted = [line for line in lines(capfd.readouterr().out) if "EventsReceived" in line]
+    assert sorted((m["outcome"], m["EventsReceived"]) for m in emitted) == [("accepted", [3.0]), ("rejected", [1.0])]
 
 
 def test_logs_never_hold_phone_numbers_emails_or_message_bodies(
@@ -58,7 +75,7 @@ def test_logs_never_hold_phone_numbers_emails_or_message_bodies(
     intake(ghl_event(ghl_body("contact_create")))
     intake(ghl_event(ghl_body("contact_create"), signature=None))
     out = json.dumps(logged(caplog), default=str)
-    assert "webhook event" in out
+    assert "webhook request" in out
     for secret in ("305-555-0199", "jane.buyer@example.com", "Palm Ave", "+18135550142", "JohnDeo@gmail.comm"):
         assert secret not in out
 

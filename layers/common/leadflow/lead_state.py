@@ -22,37 +22,65 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
+
+from redis.exceptions import NoScriptError
 
 from leadflow.config import settings
 from leadflow.errors import InvalidInput
 from leadflow.lead import LeadState, Profile, SignalState
 from leadflow.redis_client import Cache, cache
 from leadflow.scoring import likelihood
-from leadflow.signals import SPEC, TREND_LONG_DECAY_PER_SECOND, Signal
+from leadflow.signals import LINK_SCALE, SPEC, TREND_LONG_DECAY_PER_SECOND, Signal
 
 DEDUPE_TTL = 7 * 86_400
 LOCATIONS = "lf:locations"
 CANDIDATE_PAGE = 1000
 
-# KEYS: lead hash, then the seen key when the event has an id (no "" placeholder: in cluster mode every
-# key must hash to the lead's slot). ARGV: signal ("" for none), at, decay rate, long decay
-# rate, utc hour, dedupe ttl, lead ttl, call token, then field/value pairs to set ("" value deletes the field;
-# a "max:" prefix on the name keeps the larger number, so a short pause never cuts a longer one).
+# KEYS: the lead hash, its last write-back (`:synced`, read back for writeback's decision), then the
+# seen key when the event has an id, then (standalone only) the location's score index, expiry index
+# and the set of locations. In cluster mode every key must hash to the lead's slot, so the index keys
+# are left out and the caller pipelines the index write instead.
+# ARGV: signal ("" for none), at, decay rate, long decay rate, utc hour, dedupe ttl, lead ttl, call
+# token, "1" when a seen key is given, now, when the lead's data ends, contact id, location id, then field/value
+# pairs to set ("" value deletes the field; a "max:" prefix on the name keeps the larger number, so a
+# short pause never cuts a longer one).
 # A profile field (p:<name>) or an appointment's booking (g:appt:<id>) keeps the time of the event
 # that set it (t<field>) and takes a value only from an event at least as new: a late, older event
 # never overwrites a newer one (a late cancel never lifts a newer booking's pause).
-# Returns {1, fields} when this call recorded the event, {0, fields} for a duplicate. The seen key
-# holds the call's token: redis-py re-sends a command after a read timeout although the first one
-# ran, and that retry gets the first call's answer (recorded), with nothing applied twice.
+# Returns {1, fields, synced} when this call recorded the event, {0, fields, synced} for a duplicate.
+# The seen key holds the call's token: redis-py re-sends a command after a read timeout although the
+# first one ran, and that retry gets the first call's answer (recorded), with nothing applied twice.
+# With the index keys, the lead's likelihood at `now` goes to the index as an upper bound: scoring's
+# formula (scoring.likelihood) over the same fields and constants, rounded up to the next tenth.
 _RECORD = """
-if KEYS[2] then
-  local prior = redis.call('SET', KEYS[2], ARGV[8], 'NX', 'GET', 'EX', tonumber(ARGV[6]))
-  if prior then return {prior == ARGV[8] and 1 or 0, redis.call('HGETALL', KEYS[1])} end
+local lead, has_seen = KEYS[1], ARGV[9] == '1'
+local function finish(fresh)
+  local fields = redis.call('HGETALL', lead)
+  local index = has_seen and 4 or 3
+  if KEYS[index] then
+    local now, sum = tonumber(ARGV[10]), 0
+    for i = 1, #fields, 2 do
+      local k = SCORING[fields[i]]
+      if k then
+        local n, last, d = string.match(fields[i + 1], '(%S+) (%S+) (%S+)')
+        local age = math.max(now - tonumber(last), 0)
+        if tonumber(n) > 0 then sum = sum + k[1] * (1 - math.exp(-(tonumber(d) * math.exp(-k[2] * age)) / k[3])) end
+      end
+    end
+    local bound = math.min(math.ceil((100 * (1 - math.exp(-sum / LINK_SCALE)) + 1e-9) * 10) / 10, 100)
+    redis.call('ZADD', KEYS[index], bound, ARGV[12])
+    redis.call('ZADD', KEYS[index + 1], tonumber(ARGV[11]), ARGV[12])
+    redis.call('SADD', KEYS[index + 2], ARGV[13])
+  end
+  return {fresh, fields, redis.call('HMGET', KEYS[2], 'score', 'intent')}
 end
-local lead = KEYS[1]
+if has_seen then
+  local prior = redis.call('SET', KEYS[3], ARGV[8], 'NX', 'GET', 'EX', tonumber(ARGV[6]))
+  if prior then return finish(prior == ARGV[8] and 1 or 0) end
+end
 local sig, at = ARGV[1], tonumber(ARGV[2])
 if sig ~= '' then
   local rate, lrate = tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -78,7 +106,7 @@ if sig ~= '' then
   redis.call('HSET', lead, field, string.format('%d %.3f %.17g %.17g', n + 1, last, d, l))
   redis.call('HINCRBY', lead, 'h' .. ARGV[5], 1)
 end
-for i = 9, #ARGV, 2 do
+for i = 14, #ARGV, 2 do
   local name, value = ARGV[i], ARGV[i + 1]
   local newest = true
   if string.sub(name, 1, 4) == 'max:' then
@@ -99,8 +127,20 @@ end
 redis.call('HSETNX', lead, 'first_seen', ARGV[2])
 if (tonumber(redis.call('HGET', lead, 'updated') or '') or 0) < at then redis.call('HSET', lead, 'updated', ARGV[2]) end
 redis.call('EXPIRE', lead, tonumber(ARGV[7]))
-return {1, redis.call('HGETALL', lead)}
+return finish(1)
 """
+
+
+def _scoring_table() -> str:
+    """scoring's constants as a Lua table (s:<signal> -> weight, decay per second, saturation)."""
+    rows = ", ".join(
+        f"['s:{signal.value}'] = {{{spec.weight!r}, {spec.decay_per_second!r}, {spec.saturation!r}}}"
+        for signal, spec in SPEC.items()
+    )
+    return f"local SCORING = {{{rows}}}\nlocal LINK_SCALE = {LINK_SCALE!r}\n"
+
+
+_RECORD = _scoring_table() + _RECORD
 
 
 MAX_ID = 128
@@ -143,6 +183,20 @@ class Recorded:
     state: LeadState
     likelihood: float
     duplicate: bool = False  # the event was recorded before; state and index are as it left them
+    synced: tuple[float, str] | None = None  # the lead's last write-back to GHL (score, intent), if any
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One event to record on a lead: its signal (if any) at `at`, hash fields to set, and the id
+    that de-duplicates it."""
+
+    location_id: str
+    contact_id: str
+    signal: Signal | None = None
+    at: float | None = None
+    event_id: str | None = None
+    fields: Mapping[str, str] = field(default_factory=dict)
 
 
 def encode_profile(profile: Mapping[str, Any]) -> dict[str, str]:
@@ -231,7 +285,7 @@ class LeadStore:
 
     def __init__(self, store: Cache | None = None) -> None:
         self.cache = store or cache()
-        self._record = self.cache.register_script(_RECORD)
+        self._sha = hashlib.sha1(_RECORD.encode()).hexdigest()  # noqa: S324 (a script's name, not a secret)
 
     def record(
         self,
@@ -244,18 +298,49 @@ class LeadStore:
         fields: Mapping[str, str] | None = None,
         now: float | None = None,
     ) -> Recorded:
-        """Record one event atomically: de-duplicate by `event_id`, add the signal, set fields.
+        """Record one event (see `record_many`)."""
+        event = Event(location_id, contact_id, signal, at, event_id, fields or {})
+        return self.record_many([event], now)[0]
 
-        Returns the lead's state and its likelihood now, which is also written to the location's
-        score index, for a duplicate too (`duplicate=True`): an event recorded by a delivery whose
-        index write failed reaches the index when it comes again (a GHL retry, a replay).
+    def record_many(self, events: Sequence[Event], now: float | None = None) -> list[Recorded]:
+        """Record events atomically each: de-duplicate by `event_id`, add the signal, set fields.
+
+        One pipelined round trip of one script call per event, which also writes the location's
+        score index (standalone); in cluster mode the index keys live in other slots, so a second
+        round trip writes the index for all of them. Each result holds the lead's state and its
+        likelihood now, after its event (events of one lead apply in order). The index is written
+        for a duplicate too (`duplicate=True`): an event whose first delivery lost its index write
+        (cluster mode, Redis gone between the two round trips) reaches the index when it comes again.
         """
+        if not events:
+            return []
         now = time.time() if now is None else now
-        at = now if at is None else at
         ttl = settings().lead_ttl_days * 86_400
-        keys = [lead_key(location_id, contact_id)]
-        if event_id:
-            keys.append(f"{lead_prefix(location_id, contact_id)}:seen:{event_id}")
+        calls = [self._call(event, now, ttl) for event in events]
+        replies = self.cache.run(lambda r: self._run_scripts(r, calls))
+        recorded = []
+        for fresh, fields_now, synced in replies:
+            state = decode_state(_pairs(fields_now))
+            score, intent = synced
+            last = (float(score), str(intent)) if score is not None and intent else None
+            recorded.append(Recorded(state, likelihood(state, now), duplicate=not fresh, synced=last))
+        if self.cache.cluster:
+            scores: dict[str, dict[str, float]] = {}
+            for event, result in zip(events, recorded, strict=True):
+                scores.setdefault(event.location_id, {})[event.contact_id] = result.likelihood
+            self._index(scores, now + ttl)
+        return recorded
+
+    def _call(self, event: Event, now: float, ttl: int) -> tuple[list[str], list[Any]]:
+        """The record script's keys and arguments for one event."""
+        prefix = lead_prefix(event.location_id, event.contact_id)
+        keys = [prefix + ":lead", prefix + ":synced"]
+        if event.event_id:
+            keys.append(f"{prefix}:seen:{event.event_id}")
+        if not self.cache.cluster:
+            keys += [index_key(event.location_id), expiry_key(event.location_id), LOCATIONS]
+        at = now if event.at is None else event.at
+        signal = event.signal
         args: list[Any] = [
             signal.value if signal else "",
             repr(at),
@@ -265,14 +350,36 @@ class LeadStore:
             DEDUPE_TTL,
             ttl,
             uuid.uuid4().hex,  # this call: its own retry is not a duplicate
+            "1" if event.event_id else "",
+            repr(now),
+            repr(now + ttl),
+            event.contact_id,
+            event.location_id,
         ]
-        for name, value in (fields or {}).items():
+        for name, value in event.fields.items():
             args += [name, value]
-        fresh, fields_now = self.cache.run(lambda r: self._record(keys=keys, args=args, client=r))
-        state = decode_state(_pairs(fields_now))
-        score = likelihood(state, now)
-        self._index({location_id: {contact_id: score}}, now + ttl)
-        return Recorded(state, score, duplicate=not fresh)
+        return keys, args
+
+    def _run_scripts(self, r: Any, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        """EVALSHA of the record script per call, pipelined (redis-py sends a cluster pipeline to each
+        node at once). A node that lacks the script (a replica just promoted) answers NOSCRIPT
+        without running anything: the script is loaded and those calls alone are sent again."""
+        replies = self._pipeline(r, calls)
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if missing:
+            r.script_load(_RECORD)
+            for i, reply in zip(missing, self._pipeline(r, [calls[i] for i in missing]), strict=True):
+                replies[i] = reply
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
+
+    def _pipeline(self, r: Any, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        pipe = r.pipeline(transaction=False)
+        for keys, args in calls:
+            pipe.execute_command("EVALSHA", self._sha, len(keys), *keys, *args)  # pipe.evalsha: blocked in a cluster
+        return list(pipe.execute(raise_on_error=False))
 
     def _index(self, scores: Mapping[str, Mapping[str, float]], expires: float) -> None:
         def write(r: Any) -> None:

@@ -153,26 +153,34 @@ def _written(store: Cache, location_id: str, contact_ids: list[str]) -> dict[str
 # Queueing: the webhook and the monitor
 
 
-def maybe_queue(location_id: str, contact_id: str, score: float, request_at: float | None = None) -> int:
-    """After an event: queue the lead's write-back when due (see `maybe_queue_many`). Not when the
-    webhook request that began at `request_at` (epoch) has spent WEBHOOK_BUDGET already (SQS or
-    Redis slow: the webhook must answer in time; a later event or the monitor queues it)."""
-    if request_at is not None and time.time() - request_at > WEBHOOK_BUDGET:
+def maybe_queue(
+    location_id: str, scores: Mapping[str, float], written: Mapping[str, Written | None], request_at: float
+) -> int:
+    """After events: queue the leads' write-backs when due (see `maybe_queue_many`), `written` being
+    each lead's last write-back as the record script read it. Not when the webhook request that began
+    at `request_at` (epoch) has spent WEBHOOK_BUDGET already (SQS or Redis slow: the webhook must
+    answer in time; a later event or the monitor queues it)."""
+    if time.time() - request_at > WEBHOOK_BUDGET:
         logger.warning("write-back not queued: the webhook is short of time", extra={"location_id": location_id})
         return 0
-    return maybe_queue_many(location_id, {contact_id: score})
+    return maybe_queue_many(location_id, scores, written=written)
 
 
 def maybe_queue_many(
-    location_id: str, scores: Mapping[str, float], limit: int | None = None, waited: frozenset[str] = frozenset()
+    location_id: str,
+    scores: Mapping[str, float],
+    limit: int | None = None,
+    waited: frozenset[str] = frozenset(),
+    written: Mapping[str, Written | None] | None = None,
 ) -> int:
     """Queue a write-back for each lead (contact id -> likelihood now) whose score differs enough from
     its last write-back, at most `limit`, highest first. A lead whose window is held, or whose job
     SQS refused, waits for the monitor's next run; so does one past the limit that had `waited`
     (the monitor rescores its own candidates every run anyway). Returns how many were queued. Never
-    raises: a write-back is never worth an event or a monitor run."""
+    raises: a write-back is never worth an event or a monitor run. `written`: the leads' last
+    write-backs when the caller has read them already (else one round trip reads them)."""
     try:
-        return _queue(location_id, scores, limit, waited)
+        return _queue(location_id, scores, limit, waited, written)
     except Exception as exc:
         logger.warning("write-back not queued", extra={"location_id": location_id, "error": type(exc).__name__})
         return 0
@@ -193,10 +201,16 @@ def _waiting_key(location_id: str) -> str:
     return location_key(location_id, "sync-waiting")
 
 
-def _queue(location_id: str, scores: Mapping[str, float], limit: int | None, waited: frozenset[str]) -> int:
+def _queue(
+    location_id: str,
+    scores: Mapping[str, float],
+    limit: int | None,
+    waited: frozenset[str],
+    written: Mapping[str, Written | None] | None,
+) -> int:
     store = cache()
     ids = list(scores)
-    last = _written(store, location_id, ids)
+    last = _written(store, location_id, ids) if written is None else written
     changed = sorted((cid for cid in ids if due(last.get(cid), scores[cid])), key=lambda cid: -scores[cid])
     first, later = (changed[:limit], changed[limit:]) if limit is not None else (changed, [])
     taken = _take_windows(store, location_id, first)
@@ -204,8 +218,7 @@ def _queue(location_id: str, scores: Mapping[str, float], limit: int | None, wai
     failed = _send(jobs) if jobs else []
     if failed:
         store.run(lambda r: r.delete(*(_marker_key(location_id, job.lead_id) for job in failed)))
-    held = set(first) - set(taken)
-    _wait(store, location_id, [*held, *(cid for cid in later if cid in waited), *(job.lead_id for job in failed)])
+    _wait(store, location_id, [*(cid for cid in later if cid in waited), *(job.lead_id for job in failed)])
     if len(jobs) > len(failed):
         count("WriteBacks", len(jobs) - len(failed), outcome="queued")
     return len(jobs) - len(failed)
@@ -240,16 +253,22 @@ def _drain_waiting(location_id: str, now: float) -> dict[str, float]:
 
 def _take_windows(store: Cache, location_id: str, contact_ids: list[str]) -> list[str]:
     """The leads whose coalescing window this call opened. SET NX GET with this call's token: a
-    command redis-py sends again after a read timeout finds its own value and counts as taken."""
+    command redis-py sends again after a read timeout finds its own value and counts as taken.
+
+    Every lead also goes to the waiting set in the same round trip: one whose window was held must
+    wait for the monitor's next run, and the monitor finds the write-back of one whose window this
+    call opened done by then (no longer due) and lets it go."""
     if not contact_ids:
         return []
-    token = uuid.uuid4().hex
+    token, key = uuid.uuid4().hex, _waiting_key(location_id)
 
     def run(r: Any) -> list[Any]:
         pipe = r.pipeline(transaction=False)
         for cid in contact_ids:
             pipe.set(_marker_key(location_id, cid), token, nx=True, get=True, ex=WINDOW_SECONDS)
-        return list(pipe.execute())
+        pipe.zadd(key, dict.fromkeys(contact_ids, time.time()))
+        pipe.expire(key, WAITING_TTL)
+        return list(pipe.execute())[: len(contact_ids)]
 
     priors = store.run(run)
     return [cid for cid, prior in zip(contact_ids, priors, strict=True) if prior in (None, token)]

@@ -50,12 +50,16 @@ def _event(item: Any, index: int | None, *, webhook_id: str, received_at: float,
     return Action(EVENT_TYPE, location, contact, signal=signal, at=at, event_id=event_id)
 
 
+def _names_location(item: Any) -> bool:
+    return isinstance(item, dict) and bool(identifier(item.get("location_id"), "location_id"))
+
+
 def parse(payload: Any, *, webhook_id: str, received_at: float, location_hint: str) -> Parsed:
     if not isinstance(payload, dict):
         raise Malformed('body must be a JSON object: one event or {"events": [...]}')
     if "events" not in payload:
         single = _event(payload, None, webhook_id=webhook_id, received_at=received_at, location_hint=location_hint)
-        return Parsed(EVENT_TYPE, [single])
+        return Parsed(EVENT_TYPE, [single], hinted=not _names_location(payload))
     events = payload["events"]
     if not isinstance(events, list) or not events:
         raise InvalidInput("events must be a non-empty list")
@@ -67,6 +71,7 @@ def parse(payload: Any, *, webhook_id: str, received_at: float, location_hint: s
             parsed.actions.append(
                 _event(item, index, webhook_id=webhook_id, received_at=received_at, location_hint=location_hint)
             )
+            parsed.hinted |= not _names_location(item)
         except InvalidInput as exc:
             parsed.rejected.append({"index": index, "message": exc.message})
     if not parsed.actions:

@@ -63,12 +63,15 @@ class AppEvent:
 
 @dataclass(slots=True)
 class Parsed:
-    """A delivery's actions; `rejected` holds the events of a batch that could not be used."""
+    """A delivery's actions; `rejected` holds the events of a batch that could not be used.
+    `hinted`: an event's location came from the request (`?location_id`, GHL_LOCATION_ID), not from
+    its signed body."""
 
     event_type: str
     actions: list[Action] = field(default_factory=list)
     rejected: list[dict[str, Any]] = field(default_factory=list)
     app: AppEvent | None = None
+    hinted: bool = False
 
 
 def text(value: Any, limit: int = 200) -> str | None:

@@ -240,7 +240,8 @@ def parse(
         return Parsed(event_type, app=app if app.location_id or app.company_id else None)
     at = check_timestamp(payload, now) if not replay else epoch(payload.get("timestamp"))
     at = received_at if at is None or not math.isfinite(at) else at
-    location = identifier(payload.get("locationId"), "locationId") or location_hint
+    named = identifier(payload.get("locationId"), "locationId")
+    location = named or location_hint
     event_id = dedupe_id(payload, body)
     action: Action | None
     if event_type == "InboundMessage":
@@ -251,4 +252,4 @@ def parse(
         action = MAPPERS[event_type](event_type, payload, location, at, event_id)
     else:
         action = None
-    return Parsed(event_type, [action] if action is not None and action.useful else [])
+    return Parsed(event_type, [action] if action is not None and action.useful else [], hinted=not named)

@@ -30,7 +30,7 @@ from leadflow.intake.contacts import fill_timezone
 from leadflow.intake.events import Action, BatchRejected, Malformed, Parsed, identifier
 from leadflow.intake.spill import Delivery, SpillFailed, spill
 from leadflow.intake.verify import SignatureError, verify_bearer, verify_ghl, verify_standard
-from leadflow.lead_state import LeadStore, Recorded
+from leadflow.lead_state import Event, LeadStore, Recorded
 from leadflow.observability import count, logger, metrics
 from leadflow.own_messages import any_own
 from leadflow.redis_client import Cache, cache
@@ -197,12 +197,11 @@ def _process(delivery: Delivery, config: Settings, now: float, started: float) -
         return _spill_or_throttle(delivery, parsed.event_type, len(parsed.actions), started, parsed.rejected)
     if parsed.rejected:
         outcomes["rejected"] += len(parsed.rejected)
-    status = _status(outcomes)
     if not parsed.actions and parsed.app is None:
-        _finish(route, parsed.event_type, _location(parsed, delivery), Counter({"ignored": 1}), started)
-    else:
-        _metric(parsed.event_type, outcomes)
-    body: dict[str, Any] = {"status": status}
+        outcomes = Counter({"ignored": 1})
+    location = _location(parsed, delivery)
+    _finish(route, parsed.event_type, location, outcomes, started, actions=parsed.actions, rejected=parsed.rejected)
+    body: dict[str, Any] = {"status": _status(outcomes)}
     if parsed.rejected:
         body["rejected"] = parsed.rejected
     return Reply(200, body)
@@ -256,9 +255,7 @@ def parse(delivery: Delivery, payload: Any, config: Settings, now: float, *, rep
 # Recording
 
 
-def apply_delivery(
-    delivery: Delivery, parsed: Parsed, config: Settings, now: float, started: float, replayed: bool = False
-) -> Counter[str]:
+def apply_delivery(delivery: Delivery, parsed: Parsed, config: Settings, now: float, started: float) -> Counter[str]:
     """Record a delivery's actions: outcome -> count. A delivery whose events took their location
     from the unsigned `?location_id` is first claimed for that location, so the same signed delivery
     under another `?location_id` is a duplicate, not another lead's event."""
@@ -266,42 +263,73 @@ def apply_delivery(
     if parsed.app is not None:
         outcomes[oauth.apply_app_event(parsed.app)] += 1
         return outcomes
-    hinted = any(action.location_id == delivery.location_hint for action in parsed.actions)
-    first = not (hinted and delivery.dedupe_id) or store().claim_delivery(delivery.dedupe_id, delivery.location_hint)
-    for action in parsed.actions:
-        outcome = apply(action, config, now) if first else "duplicate"
-        outcomes[outcome] += 1
-        _log_event(delivery.route, action, outcome, started, replayed=replayed)
-    return outcomes
+    hinted = parsed.hinted and delivery.dedupe_id
+    if hinted and not store().claim_delivery(delivery.dedupe_id, delivery.location_hint):
+        return Counter({"duplicate": len(parsed.actions)})
+    return Counter(apply_all(parsed.actions, config, now))
+
+
+def apply_all(actions: list[Action], config: Settings, now: float) -> list[str]:
+    """Record actions in their order, each 'accepted', 'duplicate' or 'ignored': the consecutive
+    plain ones (a batch of activity) in one pipelined round trip. Raises StoreUnavailable when Redis
+    is down."""
+    outcomes: list[str] = []
+    plain: list[Action] = []
+    for action in actions:
+        if action.erase or action.unless_own_message:
+            outcomes += record(plain, config, now)
+            plain = []
+            outcomes.append(_apply_special(action, config, now))
+        else:
+            plain.append(action)
+    return outcomes + record(plain, config, now)
 
 
 def apply(action: Action, config: Settings, now: float) -> str:
-    """Record one action; 'accepted', 'duplicate' or 'ignored'. Raises StoreUnavailable when Redis is down."""
+    """Record one action (see `apply_all`)."""
+    return apply_all([action], config, now)[0]
+
+
+def _apply_special(action: Action, config: Settings, now: float) -> str:
+    """An erase (ContactDelete), or a message event that is ignored when it is leadflow's own."""
     leads = store()
     if action.erase:
         leads.erase(action.location_id, action.contact_id)
         return "accepted"
-    if action.unless_own_message and any_own(
-        leads.cache, action.location_id, action.contact_id, action.unless_own_message
-    ):
+    if any_own(leads.cache, action.location_id, action.contact_id, action.unless_own_message):
         return "ignored"  # leadflow's own message: nobody took the conversation over
+    return record([action], config, now)[0]
+
+
+def record(actions: list[Action], config: Settings, now: float) -> list[str]:
+    """Record plain actions (one script call each, pipelined), then per lead: its timezone when
+    due, the fast path, and its write-back to GHL when due."""
+    if not actions:
+        return []
+    leads = store()
+    events = [_event(action) for action in actions]
+    results = leads.record_many(events, now)
+    latest: dict[str, dict[str, Recorded]] = {}
+    for action, recorded in zip(actions, results, strict=True):
+        if not recorded.duplicate:
+            fill_timezone(leads, action, recorded.state, config, now)
+        fast_path(action, recorded, now)  # a duplicate too: its first delivery may have stopped short of it
+        latest.setdefault(action.location_id, {})[action.contact_id] = recorded
+    for location_id, leads_now in latest.items():
+        writeback.maybe_queue(  # never raises
+            location_id,
+            {cid: recorded.likelihood for cid, recorded in leads_now.items()},
+            {cid: recorded.synced and writeback.Written(*recorded.synced) for cid, recorded in leads_now.items()},
+            request_at=now,
+        )
+    return ["duplicate" if recorded.duplicate else "accepted" for recorded in results]
+
+
+def _event(action: Action) -> Event:
     fields = action.fields()
     if action.pause_at_least is not None:
         fields["max:g:paused_until"] = repr(action.pause_at_least)  # never shortens a longer pause
-    recorded = leads.record(
-        action.location_id,
-        action.contact_id,
-        signal=action.signal,
-        at=action.at,
-        event_id=action.event_id,
-        fields=fields,
-        now=now,
-    )
-    if not recorded.duplicate:
-        fill_timezone(leads, action, recorded.state, config, now)
-    fast_path(action, recorded, now)  # a duplicate too: its first delivery may have stopped short of it
-    writeback.maybe_queue(action.location_id, action.contact_id, recorded.likelihood, now)  # never raises
-    return "duplicate" if recorded.duplicate else "accepted"
+    return Event(action.location_id, action.contact_id, action.signal, action.at, action.event_id, fields)
 
 
 def fast_path(action: Action, recorded: Recorded, now: float) -> str | None:
@@ -354,14 +382,14 @@ def replay(message_body: str, now: float | None = None) -> Counter[str]:
     except (LeadflowError, SignatureError, ValueError, RecursionError) as exc:
         logger.error("spilled event cannot be parsed; dropped", extra={"route": delivery.route, "error": str(exc)})
         return Counter({"malformed": 1})
-    outcomes = apply_delivery(delivery, parsed, config, now, started, replayed=True)
-    if parsed.actions:
-        _metric(parsed.event_type, Counter({f"replayed_{k}": v for k, v in outcomes.items()}))
+    outcomes = apply_delivery(delivery, parsed, config, now, started)
+    location = _location(parsed, delivery)
+    _finish(delivery.route, parsed.event_type, location, outcomes, started, actions=parsed.actions, replayed=True)
     return outcomes
 
 
 # ---------------------------------------------------------------------------------------------
-# Logs and metrics: one line per event; contact details and bodies never logged
+# Logs and metrics: one line per request (and one per refused event); contact details and bodies never logged
 
 
 def _event_type(payload: Any, route: str) -> str:
@@ -374,38 +402,36 @@ def _location(parsed: Parsed, delivery: Delivery) -> str:
     return parsed.actions[0].location_id if parsed.actions else delivery.location_hint
 
 
-def _log_event(route: str, action: Action, outcome: str, started: float, replayed: bool = False) -> None:
-    logger.info(
-        "webhook event",
-        extra={
-            "route": route,
-            "event_type": action.event_type,
-            "location_id": action.location_id,
-            "contact_id": action.contact_id,
-            "signal": action.signal.value if action.signal else None,
-            "outcome": outcome,
-            "replayed": replayed,
-            "latency_ms": round((time.perf_counter() - started) * 1000, 2),
-        },
-    )
-
-
 def _finish(
-    route: str, event_type: str, location: str, outcomes: Counter[str], started: float, reason: str | None = None
+    route: str,
+    event_type: str,
+    location: str,
+    outcomes: Counter[str],
+    started: float,
+    reason: str | None = None,
+    *,
+    actions: list[Action] | None = None,
+    rejected: list[dict[str, Any]] | None = None,
+    replayed: bool = False,
 ) -> None:
-    for outcome in outcomes:
-        logger.info(
-            "webhook event",
-            extra={
-                "route": route,
-                "event_type": event_type,
-                "location_id": location or None,
-                "outcome": outcome,
-                "reason": reason,
-                "latency_ms": round((time.perf_counter() - started) * 1000, 2),
-            },
-        )
-    _metric(event_type, outcomes)
+    """The request's log line, with how many of its events had each outcome, and its metrics."""
+    extra: dict[str, Any] = {
+        "route": route,
+        "event_type": event_type,
+        "location_id": location or None,
+        "outcome": outcomes.most_common(1)[0][0] if outcomes else None,
+        "outcomes": dict(outcomes),
+        "replayed": replayed,
+        "reason": reason,
+        "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+    }
+    if actions and len(actions) == 1:
+        extra |= {"contact_id": actions[0].contact_id, "signal": actions[0].signal and actions[0].signal.value}
+    logger.info("webhook request", extra=extra)
+    for refused in rejected or []:
+        reason = refused.get("message")
+        logger.warning("webhook event refused", extra={"route": route, "index": refused.get("index"), "reason": reason})
+    _metric(event_type, Counter({f"replayed_{k}": v for k, v in outcomes.items()}) if replayed else outcomes)
 
 
 def _metric(event_type: str, outcomes: Counter[str]) -> None:

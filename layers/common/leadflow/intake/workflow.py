@@ -47,12 +47,12 @@ def parse(payload: Any, *, event_id: str, received_at: float, location_hint: str
     custom = payload.get("customData")
     custom = custom if isinstance(custom, dict) else {}
     location_obj = payload.get("location")
-    location = (
+    named = (
         (identifier(location_obj.get("id"), "location.id") if isinstance(location_obj, dict) else None)
         or identifier(_pick(payload, custom, "location_id"), "location_id")
         or identifier(_pick(payload, custom, "locationId"), "locationId")
-        or location_hint
     )
+    location = named or location_hint
     contact = identifier(_pick(payload, custom, "contact_id"), "contact_id") or identifier(
         _pick(payload, custom, "contactId"), "contactId"
     )
@@ -87,4 +87,4 @@ def parse(payload: Any, *, event_id: str, received_at: float, location_hint: str
         event_id=event_id,
         lookup_timezone=bool(profile) and "timezone" not in profile,
     )
-    return Parsed(EVENT_TYPE, [action] if action.useful else [])
+    return Parsed(EVENT_TYPE, [action] if action.useful else [], hinted=not named)
