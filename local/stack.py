@@ -136,6 +136,8 @@ class LocalStack:
     server: Any = None
     listener: Any = None
     started_at: float = 0.0
+    openapi_lock: threading.Lock = field(default_factory=threading.Lock)
+    openapi_document: bytes | None = None
 
     # ------------------------------------------------------------------ start
     def start(self) -> None:
@@ -179,7 +181,9 @@ class LocalStack:
         for spec in stack.functions.values():
             self.workers[spec.logical_id] = Worker(spec, self._environment(spec, resolver), opts.verbose)
         self._start_workers()
-        frontend = Frontend(self._routes(stack, resolver), self._function_urls(stack), self.log, self.info)
+        frontend = Frontend(
+            self._routes(stack, resolver), self._function_urls(stack), self.log, self.info, self.openapi
+        )
         self._start_server(frontend)
         for source in stack.sqs_sources:
             if source.enabled:
@@ -408,6 +412,28 @@ class LocalStack:
             "schedules": [{"function": f, "expression": e, "every_seconds": s} for f, e, s in self.schedules],
             "started_at": self.started_at,
         }
+
+    def openapi(self) -> bytes | str:
+        """The HTTP API's OpenAPI document, made once on first request by scripts/openapi.py in a process of
+        its own (it imports the functions' apps, which this process must not), or why it could not be."""
+        with self.openapi_lock:
+            if self.openapi_document is None:
+                env = {name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ}
+                try:
+                    made = subprocess.run(
+                        [sys.executable, str(ROOT / "scripts" / "openapi.py")],
+                        cwd=ROOT,
+                        env=env | {"PYTHONPATH": str(LAYER_DIR), "AWS_DEFAULT_REGION": REGION},
+                        capture_output=True,
+                        timeout=60,
+                        check=False,
+                    )
+                except subprocess.TimeoutExpired:
+                    return "scripts/openapi.py took over 60 s"
+                if made.returncode != 0:
+                    return f"scripts/openapi.py failed: {made.stderr.decode(errors='replace')[-500:]}"
+                self.openapi_document = made.stdout
+            return self.openapi_document
 
     def _write_state(self) -> None:
         path = self.options.state_dir / "stack.json"
