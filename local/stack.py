@@ -13,7 +13,7 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
+import subprocess  # nosec B404 # starts redis-server and scripts/openapi.py
 import sys
 import threading
 import time
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from local import keys as local_keys
-from local.aws import DeadLetterWatch, Moto, Poller, Queue, create_queues, create_secrets, create_tables
+from local.aws import MOTO_KEY, DeadLetterWatch, Moto, Poller, Queue, create_queues, create_secrets, create_tables
 from local.launch import free_port
 from local.runtime import Log, Worker
 from local.server import Frontend, JwtCheck, Route, asgi_app
@@ -75,7 +75,7 @@ class RedisServer:
             )
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process = subprocess.Popen(
+        self.process = subprocess.Popen(  # nosec B603 # no shell; redis-server found on PATH
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -262,8 +262,8 @@ class LocalStack:
                 env[name] = os.environ[name]
         env |= {
             "AWS_ENDPOINT_URL": self.moto.endpoint,
-            "AWS_ACCESS_KEY_ID": "local",
-            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_ACCESS_KEY_ID": MOTO_KEY,
+            "AWS_SECRET_ACCESS_KEY": MOTO_KEY,
             "AWS_DEFAULT_REGION": REGION,
             "AWS_REGION": REGION,
             "AWS_CONFIG_FILE": os.devnull,
@@ -420,7 +420,7 @@ class LocalStack:
             if self.openapi_document is None:
                 env = {name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ}
                 try:
-                    made = subprocess.run(
+                    made = subprocess.run(  # nosec B603 # no shell; this Python, a script of the repo
                         [sys.executable, str(ROOT / "scripts" / "openapi.py")],
                         cwd=ROOT,
                         env=env | {"PYTHONPATH": str(LAYER_DIR), "AWS_DEFAULT_REGION": REGION},
