@@ -5,9 +5,12 @@ they reach the handlers. Each reply must: not be a 5xx; have a status code, cont
 the document declares; and, when it is a 4xx, be JSON `{"message": "<string>", ...}` (the contract's
 error shape). Without a token, every operation answers 401 with such a body.
 
-Half the requests name a lead the stack knows (a contact with a phone and an email, and some
-activity, in a location of its own), so that they get past "unknown lead" to scores, queued messages,
-guardrail refusals and message history; the other half name whatever Hypothesis draws.
+Some requests name a lead the stack knows (a contact with a phone and an email, and some activity,
+in a location of its own), so that they get past "unknown lead" to scores, queued messages, guardrail
+refusals and message history; the rest name whatever Hypothesis draws.
+
+Schemathesis's Python API under Hypothesis's @given, not its pytest plugin: the plugin's lazy
+`from_fixture` schema (the stack is a fixture) fails on this pytest (it sets a node's `_nodeid`).
 
 The stack is this module's own: PUT /followups/monitoring flips a stack-wide switch the other
 end-to-end tests rely on.
