@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 CLIENT_ID, CLIENT_SECRET = "app-client", "app-secret"  # the stand-in app's OAuth client
+TOKEN_TYPE = "Bearer"  # noqa: S105  # nosec B105 # OAuth's token_type, not a token
 
 
 class GhlStandIn:
@@ -84,7 +85,7 @@ class GhlStandIn:
         n = next(self._ids)
         access, refresh_token = f"at-{n}-secret", f"rt-{n}-secret"
         self.live.add(access)
-        body = {"access_token": access, "token_type": "Bearer", "expires_in": 86399, "scope": "x"} | grant
+        body = {"access_token": access, "token_type": TOKEN_TYPE, "expires_in": 86399, "scope": "x"} | grant
         if refresh:
             self.refreshable.add(refresh_token)
             body["refresh_token"] = refresh_token

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
+import subprocess  # nosec B404 # starts the local stack
 import sys
 import time
 from collections.abc import Iterable
@@ -85,7 +85,7 @@ def _launch(
     if state_dir is not None:
         command += ["--state-dir", str(state_dir)]
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)  # nosec B603 # no shell; our own argv
     launched = Launched(process, f"http://127.0.0.1:{port}", {}, log_path)
     deadline = time.monotonic() + timeout
     while True:

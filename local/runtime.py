@@ -8,7 +8,7 @@ import contextlib
 import json
 import os
 import select
-import subprocess
+import subprocess  # nosec B404 # starts the functions' workers
 import sys
 import threading
 import time
@@ -81,7 +81,7 @@ class Worker:
         command = [sys.executable, "-m", "local.worker", "--code-dir", str(self.spec.code_dir)]
         command += ["--handler", self.spec.handler, "--name", self.spec.logical_id]
         command += ["--timeout", str(self.spec.timeout), "--memory", str(self.spec.memory)]
-        self.process = subprocess.Popen(
+        self.process = subprocess.Popen(  # nosec B603 # no shell; our own argv
             command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

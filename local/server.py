@@ -5,6 +5,9 @@ events, behind a JWT check standing in for the API Gateway authorizer) and the F
 Route selection follows API Gateway: the most specific route wins (literal segments before
 {params}, {params} before {proxy+}); a path no route matches goes to the Function URL when there is
 exactly one (several are mounted under /<function>/); else 404 {"message": "Not Found"}.
+
+The stack's own paths, under /_local/ (no JWT): health (what runs where) and openapi.json (the HTTP
+API's OpenAPI document, as `make openapi` writes it).
 """
 
 from __future__ import annotations
@@ -254,16 +257,23 @@ class Frontend:
         function_urls: dict[str, Worker],
         log: Log,
         health: Callable[[], dict[str, Any]],
+        openapi: Callable[[], bytes | str] | None = None,
     ) -> None:
         self.routes = routes
         self.function_urls = function_urls  # mount prefix ("" for the only one) -> worker
         self.log = log
         self.health = health
+        self.openapi = openapi  # the document, or why it could not be made (str)
 
     def handle(self, request: Request) -> Reply:
         started = time.perf_counter()
         if request.path in ("/_local/health", "/_local/stack") and request.method == "GET":
             return _json_reply(200, self.health())
+        if request.path == "/_local/openapi.json" and request.method == "GET" and self.openapi is not None:
+            document = self.openapi()
+            if isinstance(document, str):
+                return _json_reply(503, {"message": f"no OpenAPI document: {document}"})
+            return Reply(200, [("content-type", "application/json")], document)
         best: tuple[tuple[int, ...], Route, dict[str, str]] | None = None
         for route in self.routes:
             found = route.match(request.method, request.path)
@@ -333,19 +343,21 @@ def _ms(started: float) -> float:
 
 
 def asgi_app(frontend: Frontend, port: int) -> Any:
-    """The Starlette app: every path and method to the frontend, in a worker thread."""
-    from starlette.applications import Starlette
+    """A bare ASGI app: every path and method to the frontend, in a worker thread. No router in between:
+    Starlette's `{path:path}` does not match a path holding a newline (%0A), which API Gateway passes on."""
     from starlette.concurrency import run_in_threadpool
     from starlette.requests import Request as StarletteRequest
     from starlette.responses import Response
-    from starlette.routing import Route as StarletteRoute
 
-    async def endpoint(request: StarletteRequest) -> Response:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":  # lifespan is off; nothing else is served
+            return
+        request = StarletteRequest(scope, receive)
         ours = Request(
             method=request.method,
             path=request.url.path,
-            query=request.scope.get("query_string", b"").decode("latin-1"),
-            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]],
+            query=scope.get("query_string", b"").decode("latin-1"),
+            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]],
             body=await request.body(),
             client=request.client.host if request.client else "127.0.0.1",
             port=port,
@@ -355,7 +367,6 @@ def asgi_app(frontend: Frontend, port: int) -> Any:
         response.raw_headers = [
             (k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers if k != "content-length"
         ] + [(b"content-length", str(len(reply.body)).encode())]
-        return response
+        await response(scope, receive, send)
 
-    methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
-    return Starlette(routes=[StarletteRoute("/{path:path}", endpoint, methods=methods)])
+    return app

@@ -13,7 +13,7 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
+import subprocess  # nosec B404 # starts redis-server and scripts/openapi.py
 import sys
 import threading
 import time
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from local import keys as local_keys
-from local.aws import DeadLetterWatch, Moto, Poller, Queue, create_queues, create_secrets, create_tables
+from local.aws import MOTO_KEY, DeadLetterWatch, Moto, Poller, Queue, create_queues, create_secrets, create_tables
 from local.launch import free_port
 from local.runtime import Log, Worker
 from local.server import Frontend, JwtCheck, Route, asgi_app
@@ -75,7 +75,7 @@ class RedisServer:
             )
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process = subprocess.Popen(
+        self.process = subprocess.Popen(  # nosec B603 # no shell; redis-server found on PATH
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -136,6 +136,8 @@ class LocalStack:
     server: Any = None
     listener: Any = None
     started_at: float = 0.0
+    openapi_lock: threading.Lock = field(default_factory=threading.Lock)
+    openapi_document: bytes | None = None
 
     # ------------------------------------------------------------------ start
     def start(self) -> None:
@@ -179,7 +181,9 @@ class LocalStack:
         for spec in stack.functions.values():
             self.workers[spec.logical_id] = Worker(spec, self._environment(spec, resolver), opts.verbose)
         self._start_workers()
-        frontend = Frontend(self._routes(stack, resolver), self._function_urls(stack), self.log, self.info)
+        frontend = Frontend(
+            self._routes(stack, resolver), self._function_urls(stack), self.log, self.info, self.openapi
+        )
         self._start_server(frontend)
         for source in stack.sqs_sources:
             if source.enabled:
@@ -258,8 +262,8 @@ class LocalStack:
                 env[name] = os.environ[name]
         env |= {
             "AWS_ENDPOINT_URL": self.moto.endpoint,
-            "AWS_ACCESS_KEY_ID": "local",
-            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_ACCESS_KEY_ID": MOTO_KEY,
+            "AWS_SECRET_ACCESS_KEY": MOTO_KEY,
             "AWS_DEFAULT_REGION": REGION,
             "AWS_REGION": REGION,
             "AWS_CONFIG_FILE": os.devnull,
@@ -408,6 +412,28 @@ class LocalStack:
             "schedules": [{"function": f, "expression": e, "every_seconds": s} for f, e, s in self.schedules],
             "started_at": self.started_at,
         }
+
+    def openapi(self) -> bytes | str:
+        """The HTTP API's OpenAPI document, made once on first request by scripts/openapi.py in a process of
+        its own (it imports the functions' apps, which this process must not), or why it could not be."""
+        with self.openapi_lock:
+            if self.openapi_document is None:
+                env = {name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ}
+                try:
+                    made = subprocess.run(  # nosec B603 # no shell; this Python, a script of the repo
+                        [sys.executable, str(ROOT / "scripts" / "openapi.py")],
+                        cwd=ROOT,
+                        env=env | {"PYTHONPATH": str(LAYER_DIR), "AWS_DEFAULT_REGION": REGION},
+                        capture_output=True,
+                        timeout=60,
+                        check=False,
+                    )
+                except subprocess.TimeoutExpired:
+                    return "scripts/openapi.py took over 60 s"
+                if made.returncode != 0:
+                    return f"scripts/openapi.py failed: {made.stderr.decode(errors='replace')[-500:]}"
+                self.openapi_document = made.stdout
+            return self.openapi_document
 
     def _write_state(self) -> None:
         path = self.options.state_dir / "stack.json"

@@ -53,7 +53,8 @@ _Loader.add_multi_constructor("!", _tag)
 
 
 def load(path: Path = TEMPLATE) -> dict[str, Any]:
-    data = yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    text = path.read_text()
+    data = yaml.load(text, Loader=_Loader)  # noqa: S506  # nosec B506 # _Loader is a SafeLoader subclass
     if not isinstance(data, dict) or "Resources" not in data:
         raise TemplateError(f"{path} is not a CloudFormation template")
     return data

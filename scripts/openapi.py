@@ -4,6 +4,11 @@ Each function's `app.py` is loaded by path under a unique module name (four file
 app.py); the `paths` and component schemas of every function whose app has a Powertools resolver
 are merged into one document. A function without a resolver yet is left out.
 
+What API Gateway adds in front of the functions is added here: the JWT authorizer on every route
+(a bearer security scheme, and its 401 `{"message": "Unauthorized"}`). Component schemas that no
+operation refers to (Powertools' own validation-error shapes, which the functions' error handlers
+replace with `{"message": ...}`) are dropped.
+
     python scripts/openapi.py > openapi.json
 """
 
@@ -19,6 +24,17 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 HTTP_FUNCTIONS = ("score", "send")
 TITLE = "leadflow HTTP API"
+SCHEMA_REF = "#/components/schemas/"
+JWT_SCHEME = {
+    "type": "http",
+    "scheme": "bearer",
+    "bearerFormat": "JWT",
+    "description": "API Gateway's JWT authorizer (the stack's issuer and audience); locally, `make token`",
+}
+UNAUTHORIZED = {
+    "description": "No token, or one the JWT authorizer refuses (API Gateway's reply)",
+    "content": {"application/json": {"schema": {"$ref": f"{SCHEMA_REF}ErrorReply"}}},
+}
 DESCRIPTION = "Behavioural lead scoring and follow-up for GoHighLevel (API Gateway HTTP API, JWT on every route)."
 
 
@@ -58,7 +74,45 @@ def document(functions: tuple[str, ...] = HTTP_FUNCTIONS) -> dict[str, Any]:
         merged.setdefault("components", {}).setdefault("schemas", {}).update(schemas)
     if merged is None:
         raise SystemExit("no HTTP function has a resolver")
-    return merged
+    return _pruned(_with_authorizer(merged))
+
+
+def _with_authorizer(document: dict[str, Any]) -> dict[str, Any]:
+    document.setdefault("components", {})["securitySchemes"] = {"jwt": JWT_SCHEME}
+    document["security"] = [{"jwt": []}]
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            responses["401"] = UNAUTHORIZED
+            operation["responses"] = dict(sorted(responses.items()))
+    return document
+
+
+def _refs(value: Any) -> set[str]:
+    """The component schemas a part of the document names."""
+    if isinstance(value, dict):
+        ref = value.get("$ref")
+        found = {ref.removeprefix(SCHEMA_REF)} if isinstance(ref, str) and ref.startswith(SCHEMA_REF) else set()
+        return found.union(*(_refs(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(_refs(v) for v in value))
+    return set()
+
+
+def _pruned(document: dict[str, Any]) -> dict[str, Any]:
+    """The document without component schemas that no operation reaches."""
+    schemas = document.get("components", {}).get("schemas", {})
+    reached: set[str] = set()
+    todo = _refs(document.get("paths", {}))
+    while todo:
+        name = todo.pop()
+        if name in reached or name not in schemas:
+            continue
+        reached.add(name)
+        todo |= _refs(schemas[name])
+    if schemas:
+        document["components"]["schemas"] = {name: schemas[name] for name in sorted(reached)}
+    return document
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -19,12 +19,12 @@ from pydantic import BaseModel, Field
 from leadflow import sending, writeback
 from leadflow.config import settings
 from leadflow.followup_store import FollowupStore
-from leadflow.http import install_error_handlers
+from leadflow.http import Resolver, error_responses, install_error_handlers, ok
 from leadflow.jobs import Job
 from leadflow.observability import logger, metrics, tracer
 from leadflow.redis_client import cache
 
-app = APIGatewayHttpResolver(enable_validation=True)
+app = Resolver(enable_validation=True)
 install_error_handlers(app)
 processor = BatchProcessor(event_type=EventType.SQS)
 idempotency = IdempotencyConfig(event_key_jmespath="job_id", expires_after_seconds=3 * 86_400)
@@ -42,7 +42,49 @@ class MonitoringRequest(BaseModel):
     enabled: bool
 
 
-@app.post("/leads/<lead_id>/messages", summary="Queue a message now, under every guardrail")
+class Queued(BaseModel):
+    job_id: str
+    status: Literal["queued"]
+
+
+class HistoryEntry(BaseModel):
+    job_id: str
+    channel: str
+    status: Literal["sent", "skipped", "failed", "handed_off"]
+    reason: str | None = None
+    body: str | None = None
+    at: str = Field(description="ISO 8601 UTC", json_schema_extra={"format": "date-time"})
+
+
+class History(BaseModel):
+    messages: list[HistoryEntry] = Field(description="Newest first; an unknown lead has none")
+
+
+class Stats(BaseModel):
+    """The seed's get_task_stats(), for one location."""
+
+    total_tasks: int = Field(ge=0, description="Jobs ever queued")
+    pending: int = Field(ge=0, description="Queued, not yet ended")
+    sent: int = Field(ge=0)
+    handed_off: int = Field(ge=0, description="Agent tasks created")
+    skipped: dict[str, int] = Field(description="A count per reason")
+    skipped_total: int = Field(ge=0)
+    failed: int = Field(ge=0, description="Ended without sending, after retries")
+    dlq_depth: int | None = Field(description="Jobs in the dead-letter queue; null when SQS cannot say")
+    is_running: bool
+    send_mode: Literal["live", "dry-run"]
+    location_id: str
+
+
+class Monitoring(BaseModel):
+    is_running: bool
+
+
+@app.post(
+    "/leads/<lead_id>/messages",
+    summary="Queue a message now, under every guardrail",
+    responses={202: ok(Queued, "Queued"), **error_responses(400, 404, 409)},
+)
 def request_message(
     lead_id: str, body: Annotated[SendRequest | None, Body()] = None, location_id: LocationQuery = None
 ) -> Response[dict[str, Any]]:
@@ -51,17 +93,29 @@ def request_message(
     return Response(202, content_types.APPLICATION_JSON, {"job_id": job.job_id, "status": "queued"})
 
 
-@app.get("/leads/<lead_id>/messages", summary="A lead's message history, newest first")
+@app.get(
+    "/leads/<lead_id>/messages",
+    summary="A lead's message history, newest first",
+    responses={200: ok(History, "The lead's messages, newest first"), **error_responses()},
+)
 def message_history(lead_id: str, location_id: LocationQuery = None) -> dict[str, Any]:
     return {"messages": FollowupStore().history(settings().location(location_id), lead_id)}
 
 
-@app.get("/followups/stats", summary="Follow-up statistics (the seed's get_task_stats)")
+@app.get(
+    "/followups/stats",
+    summary="Follow-up statistics (the seed's get_task_stats)",
+    responses={200: ok(Stats, "The statistics"), **error_responses()},
+)
 def followup_stats(location_id: LocationQuery = None) -> dict[str, Any]:
     return sending.stats(settings().location(location_id))
 
 
-@app.put("/followups/monitoring", summary="Start or stop the monitor's scheduled follow-ups")
+@app.put(
+    "/followups/monitoring",
+    summary="Start or stop the monitor's scheduled follow-ups",
+    responses={200: ok(Monitoring, "Whether the monitor queues follow-ups"), **error_responses(400)},
+)
 def set_monitoring(body: MonitoringRequest, location_id: LocationQuery = None) -> dict[str, Any]:
     FollowupStore().set_monitoring(body.enabled)
     return {"is_running": body.enabled}
