@@ -285,7 +285,7 @@ class LeadStore:
 
     def __init__(self, store: Cache | None = None) -> None:
         self.cache = store or cache()
-        self._sha = hashlib.sha1(_RECORD.encode()).hexdigest()  # noqa: S324 (a script's name, not a secret)
+        self._sha = hashlib.sha1(_RECORD.encode(), usedforsecurity=False).hexdigest()  # the script's name in Redis
 
     def record(
         self,
