@@ -63,6 +63,13 @@ def own_cluster() -> Iterator[RedisClusterServers]:
     cluster.stop()
 
 
+def live_replica(cluster: RedisClusterServers, master: int) -> int | None:
+    try:
+        return cluster.replica_of(master)
+    except StopIteration:  # its replica was promoted when it died, or died itself
+        return None
+
+
 def leads_on(cluster: RedisClusterServers, master: int, prefix: str, n: int) -> list[str]:
     """`n` contact ids whose keys the master on port `master` serves."""
     found, i = [], 0
@@ -227,18 +234,18 @@ def job_history(lead: str) -> list[dict[str, Any]]:
     return FollowupStore().history(LOC, lead)
 
 
-def replay_spilled(stack: Stack) -> tuple[list[str], Counter[str]]:
+def replay_spilled(stack: Stack) -> tuple[list[Any], Counter[str]]:
     """The intake queue's part: every spilled delivery back to the webhook function, each message
-    deleted once replayed (as Lambda does). Returns the deliveries' dedupe ids and what replays did."""
+    deleted once replayed (as Lambda does). Returns the spilled deliveries and what replays did."""
     from leadflow import intake
-    from leadflow.intake.spill import Delivery as Spilled
+    from leadflow.intake.spill import Delivery
 
     messages = stack.queues.receive(stack.queues.intake)
     outcomes = Counter[str]()
     for message in messages:
         outcomes += intake.replay(message["Body"])
         stack.queues.client.delete_message(QueueUrl=stack.queues.intake, ReceiptHandle=message["ReceiptHandle"])
-    return [Spilled.from_json(message["Body"]).dedupe_id for message in messages], outcomes
+    return [Delivery.from_json(message["Body"]) for message in messages], outcomes
 
 
 def test_a_master_killed_mid_stream_loses_nothing_doubles_nothing_and_sends_nothing_twice(
@@ -298,13 +305,15 @@ def test_a_master_killed_mid_stream_loses_nothing_doubles_nothing_and_sends_noth
     # Then the replica serves the slots
     assert promoted == replica
 
-    # And the breaker opened while the master was gone, and closed after it (a trial call succeeded)
+    # And the breaker opened while the master was gone, and closed after its cool-down, when a
+    # trial call found the promoted replica
     opened = [at for at, is_open in run.breaker if is_open]
     assert opened
-    assert killed_at < opened[0] < killed_at + 1.0
+    assert killed_at < opened[0] < killed_at + failover_seconds
     closed = [at for at, is_open in run.breaker if at > opened[0] and not is_open]
     assert closed
-    assert closed[0] > killed_at + failover_seconds  # not before the replica served the slots
+    last_seen_closed = max(at for at, is_open in run.breaker if at < opened[0] and not is_open)
+    assert closed[0] >= last_seen_closed + cache().breaker.cooldown  # it opened after that
     assert not cache().breaker.is_open
     # And elsewhere in the cluster the failover was CLUSTERDOWN until the replica took over: a
     # failure for the breaker (StoreUnavailable), never an error escaping the client
@@ -313,10 +322,12 @@ def test_a_master_killed_mid_stream_loses_nothing_doubles_nothing_and_sends_noth
     assert set(outcomes) <= {"ok", "ClusterDownError", "circuit open"}, outcomes
     assert probed[-1][1] == "ok"
 
-    # And every delivery was answered 200: recorded, or spilled to the intake queue
+    # And every delivery was answered 200: recorded, or spilled to the intake queue, and none was
+    # spilled once the breaker had closed (it closed because Redis answered, not by itself)
     assert {d.status for d in run.deliveries} == {200}
     spilled, replayed = replay_spilled(stack)
     assert spilled
+    assert max(delivery.received_at for delivery in spilled) < wall_start + closed[0]
 
     # And once replayed, every event is in Redis exactly once (retries and replays are duplicates)
     accepted = {d.key: d for d in run.deliveries if d.outcome == "accepted"}
@@ -352,7 +363,7 @@ def test_a_master_killed_mid_stream_loses_nothing_doubles_nothing_and_sends_noth
         1 for lead in texted for e in job_history(lead) if e["status"] == "sent" and e["job_id"] != f"r1-{lead}"
     )
 
-    spilled_events = {key for key in accepted if any(key in dedupe_id for dedupe_id in spilled)}
+    spilled_events = {key for key in accepted if any(key in delivery.dedupe_id for delivery in spilled)}
     with capsys.disabled():
         print(
             f"\nfailover: killed {victim} at {killed_at:.2f}s, {replica} serving after {failover_seconds:.2f}s; "
@@ -408,3 +419,32 @@ def test_a_stop_spilled_while_redis_was_away_holds_the_next_send(
 
 def run_once(send: Any, context: LambdaContext, body: str) -> list[Any]:
     return list(send.lambda_handler(sqs_event([body]), context)["batchItemFailures"])
+
+
+def test_a_master_turned_replica_answers_moved_and_the_client_follows(
+    own_cluster: RedisClusterServers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from leadflow.lead_state import LeadStore
+    from leadflow.redis_client import cache
+
+    # Given a lead recorded through a client that knows the cluster as it is now
+    cluster = own_cluster
+    master, replica = next((port, replica) for port in cluster.masters() if (replica := live_replica(cluster, port)))
+    [lead] = leads_on(cluster, master, "moved", 1)
+    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{replica}/0")
+    monkeypatch.setenv("REDIS_CLUSTER", "true")
+    _clear_caches()
+    store = LeadStore()
+    store.record(LOC, lead, signal=Signal.LISTING_VIEW, event_id="before")
+    moved_before = int(cluster.node(master).info("errorstats").get("errorstat_MOVED", {}).get("count", 0))
+    # When the replica takes over by hand (CLUSTER FAILOVER: both alive, roles swapped)
+    cluster.node(replica).execute_command("CLUSTER", "FAILOVER")
+    assert cluster.wait_for_failover(key_slot(lead_key(LOC, lead).encode()), master) == replica
+    # Then the client's next call meets MOVED at the old master, follows it, and the breaker saw no failure
+    store.record(LOC, lead, signal=Signal.LISTING_VIEW, event_id="after")
+    moved_after = int(cluster.node(master).info("errorstats").get("errorstat_MOVED", {}).get("count", 0))
+    assert moved_after > moved_before
+    state = store.load(LOC, lead)
+    assert state is not None
+    assert state.signals[Signal.LISTING_VIEW].count == 2
+    assert (cache().breaker.is_open, cache().breaker._failures) == (False, 0)
