@@ -526,8 +526,8 @@ class RedisClusterServers:
         import redis
 
         if port not in self._clients:
-            options = {"decode_responses": True, "socket_timeout": 2, "socket_connect_timeout": 1}
-            self._clients[port] = redis.Redis(port=port, **options)
+            client = redis.Redis(port=port, decode_responses=True, socket_timeout=2, socket_connect_timeout=1)
+            self._clients[port] = client
         return self._clients[port]
 
     def client(self) -> Any:
