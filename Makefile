@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint openapi build bench dev demo token clean
+.PHONY: setup test test-cluster lint openapi build bench dev demo token clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo 'no usable Python 3.11+ found' >&2; exit 1; }
@@ -18,6 +18,13 @@ setup: $(STAMP)
 
 test: setup
 	$(PY) -m pytest -n 2 --dist loadfile -q
+	@$(MAKE) --no-print-directory test-cluster
+
+# The integration tests that use Redis, again on a Redis cluster of their own (3 masters, 3 replicas;
+# REDIS_CLUSTER=true), as ElastiCache Serverless runs. The few that stop or proxy a single
+# redis-server are skipped there, each saying why.
+test-cluster: setup
+	LEADFLOW_TEST_CLUSTER=1 $(PY) -m pytest -n 2 --dist loadfile -q tests/integration
 
 # bandit: config in pyproject.toml ([tool.bandit]). The dependency audit (pip-audit, PyPI's data) fails on
 # any known vulnerability; when PyPI cannot be reached it prints a loud warning and passes: see scripts/audit_deps.py.

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -8,7 +9,11 @@ from typing import Any
 import pytest
 import redis
 
-from tests.helpers import LambdaContext, RedisServer
+from tests.helpers import LambdaContext, RedisClusterServers, RedisServer
+
+# `LEADFLOW_TEST_CLUSTER=1` (make test-cluster): the tests that take `redis_url` run against the tests'
+# own 6-node Redis cluster with REDIS_CLUSTER=true, and only they run.
+CLUSTER_MODE = os.environ.get("LEADFLOW_TEST_CLUSTER") == "1"
 
 BASE_ENV = {
     "GHL_LOCATION_ID": "loc-1",
@@ -60,15 +65,57 @@ def redis_server() -> Iterator[RedisServer]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterServers]:
+    """A Redis cluster of the tests' own (3 masters, 3 replicas), one per test process."""
+    cluster = RedisClusterServers()
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
 @pytest.fixture
-def redis_url(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> str:
-    """An empty database on the tests' own redis-server, set as REDIS_URL."""
+def cluster_url(redis_cluster: RedisClusterServers, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The tests' own Redis cluster, every master emptied, set as REDIS_URL with REDIS_CLUSTER=true."""
+    redis_cluster.flushall()
+    monkeypatch.setenv("REDIS_URL", redis_cluster.url)
+    monkeypatch.setenv("REDIS_CLUSTER", "true")
+    _clear_caches()
+    return redis_cluster.url
+
+
+@pytest.fixture
+def redis_url(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """An empty database on the tests' own redis-server, set as REDIS_URL; with LEADFLOW_TEST_CLUSTER=1,
+    the tests' own Redis cluster instead (REDIS_CLUSTER=true)."""
+    if CLUSTER_MODE:
+        return str(request.getfixturevalue("cluster_url"))
+    redis_server: RedisServer = request.getfixturevalue("redis_server")
     if redis_server.process is None:
         redis_server.start()
     redis.Redis.from_url(redis_server.url).flushdb()
     monkeypatch.setenv("REDIS_URL", redis_server.url)
     _clear_caches()
     return redis_server.url
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "standalone_redis(reason): needs the single redis-server; skipped when LEADFLOW_TEST_CLUSTER=1"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In cluster mode, keep only the tests on `redis_url`; skip those marked standalone_redis, saying why."""
+    if not CLUSTER_MODE:
+        return
+    kept = [item for item in items if "redis_url" in getattr(item, "fixturenames", ())]
+    config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+    items[:] = kept
+    for item in kept:
+        marker = item.get_closest_marker("standalone_redis")
+        if marker:
+            item.add_marker(pytest.mark.skip(reason=f"standalone Redis only: {marker.args[0]}"))
 
 
 @pytest.fixture

@@ -6,10 +6,13 @@ import contextlib
 import copy
 import importlib.util
 import json
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -92,6 +95,27 @@ class RedisServer:
             self.process.terminate()
             self.process.wait(10)
             self.process = None
+
+
+def raw_redis(url: str, **options: Any) -> Any:
+    """A client for a test's own look at Redis (not the code under test's): cluster-aware when the
+    test runs with REDIS_CLUSTER=true (keys live on several masters there)."""
+    import redis
+
+    if os.environ.get("REDIS_CLUSTER", "").lower() == "true":
+        return redis.RedisCluster.from_url(url, **options)
+    return redis.Redis.from_url(url, **options)
+
+
+def pause_clients(raw: Any, milliseconds: int) -> None:
+    """CLIENT PAUSE ALL through a `raw_redis` client: Redis holds every command for a while (on every
+    node of a cluster)."""
+    import redis
+
+    if isinstance(raw, redis.RedisCluster):
+        raw.execute_command("CLIENT", "PAUSE", milliseconds, "ALL", target_nodes=redis.RedisCluster.ALL_NODES)
+    else:
+        raw.execute_command("CLIENT", "PAUSE", milliseconds, "ALL")
 
 
 def http_event(
@@ -380,3 +404,237 @@ def most_in_any_window(times: list[float], seconds: float) -> int:
             start += 1
         most = max(most, end - start + 1)
     return most
+
+
+def free_port_pair() -> int:
+    """A free port P whose cluster bus port, P + 10000, is free too."""
+    for _ in range(200):
+        port = free_port()
+        if port + 10_000 > 65_535:
+            continue
+        try:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", port + 10_000))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+class RedisClusterServers:
+    """A real Redis cluster of the tests' own, from the redis-server binary: `masters` masters with
+    one replica each (3 + 3 by default), every node on free ports in a temp dir, built with
+    `redis-cli --cluster create`. A test may SIGKILL a master and wait for its replica to take over
+    (`kill`, `wait_for_failover`).
+
+    A short node timeout makes a failover take a few seconds: the master is marked failing after
+    `node_timeout_ms`, its replica elected some 0.5-1.5 s later."""
+
+    def __init__(self, masters: int = 3, node_timeout_ms: int = 1000) -> None:
+        server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+        if not server or not cli:
+            raise RuntimeError("redis-server or redis-cli is not installed: run `make setup`")
+        self.server_binary, self.cli_binary = server, cli
+        self.node_timeout_ms = node_timeout_ms
+        self.workdir = Path(tempfile.mkdtemp(prefix="leadflow-cluster-"))
+        self.size = masters * 2
+        self.ports: list[int] = []
+        self.processes: dict[int, subprocess.Popen[bytes]] = {}
+        self._clients: dict[int, Any] = {}
+
+    # Lifecycle
+
+    def start(self) -> None:
+        try:
+            for attempt in range(3):  # a port taken between free_port_pair() and redis-server: new ports
+                self.ports = [free_port_pair() for _ in range(self.size)]
+                try:
+                    for port in self.ports:
+                        self._spawn(port)
+                    for port in self.ports:
+                        self._wait_for_ping(port)
+                    break
+                except RuntimeError:
+                    for port in list(self.processes):
+                        self._end(port, signal.SIGKILL)
+                    if attempt == 2:
+                        raise
+            addresses = [f"127.0.0.1:{port}" for port in self.ports]
+            argv = [self.cli_binary, "--cluster", "create", *addresses, "--cluster-replicas", "1", "--cluster-yes"]
+            created = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=60)
+            if created.returncode != 0:
+                raise RuntimeError(f"redis-cli --cluster create failed: {created.stdout[-600:]}{created.stderr[-600:]}")
+            self.wait_until_ok()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        for port in list(self.processes):
+            self._end(port, signal.SIGTERM)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def kill(self, port: int) -> None:
+        """SIGKILL one node: no shutdown, no last write to its replica."""
+        self._end(port, signal.SIGKILL)
+
+    def _spawn(self, port: int) -> None:
+        node_dir = self.workdir / str(port)
+        node_dir.mkdir(exist_ok=True)
+        argv = [self.server_binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(node_dir)]
+        argv += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+        argv += ["--cluster-node-timeout", str(self.node_timeout_ms), "--save", "", "--appendonly", "no"]
+        argv += ["--repl-diskless-sync-delay", "0"]  # a replica syncs at once, not 5 s later
+        self.processes[port] = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def _end(self, port: int, how: signal.Signals) -> None:
+        process = self.processes.pop(port, None)
+        if process and process.poll() is None:
+            process.send_signal(how)
+            process.wait(10)
+        client = self._clients.pop(port, None)
+        if client is not None:
+            client.close()
+
+    def _wait_for_ping(self, port: int, seconds: float = 10) -> None:
+        deadline = time.monotonic() + seconds
+        while True:
+            process = self.processes.get(port)
+            if process is None or process.poll() is not None:
+                raise RuntimeError(f"redis-server on port {port} exited")
+            try:
+                if self.node(port).ping():
+                    return
+            except Exception as exc:  # redis.ConnectionError until it listens, BusyLoadingError while it loads
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"redis-server on port {port} does not answer") from exc
+            time.sleep(0.02)
+
+    # Looking at it
+
+    @property
+    def alive(self) -> list[int]:
+        return [port for port, process in self.processes.items() if process.poll() is None]
+
+    @property
+    def url(self) -> str:
+        """A REDIS_URL for REDIS_CLUSTER=true: any live node (the client discovers the others)."""
+        return f"redis://127.0.0.1:{self.masters()[0]}/0"
+
+    def node(self, port: int) -> Any:
+        """A plain client of one node (for CLUSTER commands and a node's own view)."""
+        import redis
+
+        if port not in self._clients:
+            client = redis.Redis(port=port, decode_responses=True, socket_timeout=2, socket_connect_timeout=1)
+            self._clients[port] = client
+        return self._clients[port]
+
+    def client(self) -> Any:
+        """A cluster-aware client for assertions (not the code under test's)."""
+        import redis
+
+        return redis.RedisCluster(host="127.0.0.1", port=self.masters()[0], decode_responses=True)
+
+    def info(self, port: int) -> dict[str, str]:
+        text = str(self.node(port).execute_command("CLUSTER", "INFO"))
+        return dict(line.split(":", 1) for line in text.split() if ":" in line)
+
+    def slot_owners(self, port: int) -> dict[int, int]:
+        """Slot range start -> port of its master, as node `port` sees it."""
+        ranges = self.node(port).execute_command("CLUSTER", "SLOTS")
+        owners: dict[int, int] = {}
+        for entry in ranges:
+            start, _end, master = entry[0], entry[1], entry[2]
+            owners[int(start)] = int(master[1])
+        return owners
+
+    def owner(self, slot: int, port: int | None = None) -> int:
+        """The port of the master serving `slot`, as one live node sees it."""
+        ranges = self.node(port or self.alive[0]).execute_command("CLUSTER", "SLOTS")
+        for start, end, master, *_replicas in ranges:
+            if int(start) <= slot <= int(end):
+                return int(master[1])
+        raise LookupError(f"slot {slot} is not served")
+
+    def masters(self) -> list[int]:
+        return sorted(port for port, role in self._roles().items() if role == "master")
+
+    def replica_of(self, master: int) -> int:
+        roles = self._nodes()
+        master_id = next(node_id for node_id, (port, _flags, _of) in roles.items() if port == master)
+        return next(port for port, flags, of in roles.values() if of == master_id and "fail" not in flags)
+
+    def _roles(self) -> dict[int, str]:
+        return {port: ("master" if "master" in flags else "replica") for port, flags, _ in self._nodes().values()}
+
+    def _nodes(self) -> dict[str, tuple[int, str, str]]:
+        """node id -> (port, flags, master id or "-"), from CLUSTER NODES on a live node; failed nodes left out."""
+        text = str(self.node(self.alive[0]).execute_command("CLUSTER", "NODES"))
+        nodes: dict[str, tuple[int, str, str]] = {}
+        for line in text.strip().splitlines():
+            node_id, address, flags, master_id = line.split()[:4]
+            port = int(address.split("@")[0].rsplit(":", 1)[1])
+            if port in self.alive:
+                nodes[node_id] = (port, flags, master_id)
+        return nodes
+
+    # Waiting for it
+
+    def wait_until_ok(self, seconds: float = 30) -> None:
+        """Every live node says cluster_state:ok and sees all slots served by the same live masters, and
+        every replica is linked to its master and in sync."""
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                if self._settled():
+                    return
+            except Exception:  # a node mid-restart, a reply mid-change: look again
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the cluster did not settle: " + repr({p: self.info(p) for p in self.alive}))
+            time.sleep(0.05)
+
+    def _settled(self) -> bool:
+        alive = set(self.alive)
+        views = []
+        for port in alive:
+            info = self.info(port)
+            if info.get("cluster_state") != "ok" or info.get("cluster_slots_ok") != "16384":
+                return False
+            views.append(self.slot_owners(port))
+        if any(view != views[0] for view in views) or not set(views[0].values()) <= alive:
+            return False  # some node has not heard of a change yet
+        for port in alive:  # every replica linked to its master, every master's replicas in sync
+            role = self.node(port).execute_command("ROLE")
+            if role[0] == "slave" and role[3] != "connected":
+                return False
+            if role[0] == "master":
+                replication = self.node(port).info("replication")
+                replicas = [v for k, v in replication.items() if k.startswith("slave") and k[5:].isdigit()]
+                if any(replica.get("state") != "online" for replica in replicas):
+                    return False
+        return True
+
+    def wait_for_failover(self, slot: int, dead: int, seconds: float = 20) -> int:
+        """After `dead` (a master) was killed: wait until every live node says cluster_state:ok and
+        serves `slot` from the same live master (its promoted replica). Returns that master's port."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                owners = {self.owner(slot, port) for port in self.alive}
+                if (
+                    len(owners) == 1
+                    and dead not in owners
+                    and all(self.info(port).get("cluster_state") == "ok" for port in self.alive)
+                ):
+                    return owners.pop()
+            except Exception:  # a node answering mid-change: look again
+                pass
+            time.sleep(0.02)
+        raise RuntimeError(f"no replica took over slot {slot} from {dead} within {seconds} s")
+
+    def flushall(self) -> None:
+        """Empty every master (their replicas follow)."""
+        for port in self.masters():
+            self.node(port).flushall()

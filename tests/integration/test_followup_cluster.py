@@ -1,5 +1,5 @@
 """The follow-up loop in cluster mode (ElastiCache Serverless): the monitor's pipelined claims and
-the send function's reservation, idempotency and history, on a single-node Redis cluster."""
+the send function's reservation, idempotency and history, on the tests' own 6-node Redis cluster."""
 
 from __future__ import annotations
 
@@ -8,30 +8,21 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
 
-from leadflow import config, redis_client
+from leadflow import redis_client
 from tests.conftest import Queues
 from tests.helpers import HOT, URGENT, load_app, load_event, seed_lead, sqs_event, zone_at
-from tests.integration.test_lead_state import cluster_node
-
-__all__ = ["cluster_node"]  # the module-scoped fixture, shared with the lead state tests
 
 LEADS = [f"lead-{i}" for i in range(12)]  # twelve leads, twelve slots
 
 
 @pytest.fixture
-def cluster(cluster_node: int, queues: Queues, monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
-    redis.Redis(port=cluster_node).flushall()
-    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{cluster_node}/0")
-    monkeypatch.setenv("REDIS_CLUSTER", "true")
-    config.settings.cache_clear()
-    redis_client.cache.cache_clear()
-    yield cluster_node
+def cluster(cluster_url: str, queues: Queues) -> Iterator[str]:
+    yield cluster_url
     redis_client.cache().close()
 
 
-def test_the_monitor_queues_each_lead_once_across_slots(cluster: int, queues: Queues, lambda_context: Any) -> None:
+def test_the_monitor_queues_each_lead_once_across_slots(cluster: str, queues: Queues, lambda_context: Any) -> None:
     for lead_id in LEADS:
         seed_lead(lead_id, URGENT, profile={"timezone": zone_at(12)})
     monitor = load_app("monitor")
@@ -42,7 +33,7 @@ def test_the_monitor_queues_each_lead_once_across_slots(cluster: int, queues: Qu
     assert sorted(job["lead_id"] for job in queues.jobs()) == sorted(LEADS)
 
 
-def test_the_send_function_sends_once_and_holds_the_cap(cluster: int, lambda_context: Any) -> None:
+def test_the_send_function_sends_once_and_holds_the_cap(cluster: str, lambda_context: Any) -> None:
     from leadflow.followup_store import FollowupStore
 
     seed_lead("lead-0", HOT, profile={"timezone": zone_at(12), "first_name": "Ana"})
@@ -67,7 +58,7 @@ def cluster_job(job_id: str = "job-1") -> str:
 
 
 def test_a_stop_while_composing_gives_the_cap_back_in_cluster_mode(
-    cluster: int, monkeypatch: pytest.MonkeyPatch, lambda_context: Any
+    cluster: str, monkeypatch: pytest.MonkeyPatch, lambda_context: Any
 ) -> None:
     import time
 
@@ -91,7 +82,7 @@ def test_a_stop_while_composing_gives_the_cap_back_in_cluster_mode(
     assert store.followups("loc-1", {"lead-0": 0.0}, time.time())["lead-0"].counts.today == 0
 
 
-def test_a_job_interrupted_while_sending_is_never_sent_again_in_cluster_mode(cluster: int, lambda_context: Any) -> None:
+def test_a_job_interrupted_while_sending_is_never_sent_again_in_cluster_mode(cluster: str, lambda_context: Any) -> None:
     from leadflow.followup_store import FollowupStore
 
     seed_lead("lead-0", HOT, profile={"timezone": zone_at(12), "first_name": "Ana"})
@@ -104,8 +95,10 @@ def test_a_job_interrupted_while_sending_is_never_sent_again_in_cluster_mode(clu
     assert [(e["status"], e["reason"]) for e in store.history("loc-1", "lead-0")] == [("failed", "outcome_unknown")]
 
 
-def test_claims_deliveries_and_the_index_sweep_work_across_slots(cluster: int) -> None:
+def test_claims_deliveries_and_the_index_sweep_work_across_slots(cluster: str) -> None:
     import time
+
+    import redis
 
     from leadflow.followup_store import FollowupStore
     from leadflow.lead_state import LeadStore, expiry_key, index_key
@@ -118,7 +111,7 @@ def test_claims_deliveries_and_the_index_sweep_work_across_slots(cluster: int) -
     assert not leads.claim_delivery("wh:msg-1", "loc-b")
     for lead in LEADS:
         seed_lead(lead, {"website_visit": 1})
-    raw = redis.RedisCluster(host="127.0.0.1", port=cluster)
+    raw = redis.RedisCluster.from_url(cluster)
     raw.zadd(expiry_key("loc-1"), {lead: time.time() - 1 for lead in LEADS[:5]})
     assert leads.sweep_expired("loc-1", time.time()) == 5
     assert raw.zcard(index_key("loc-1")) == len(LEADS) - 5

@@ -11,7 +11,7 @@ import pytest
 
 from leadflow import ghl
 from leadflow.config import settings
-from tests.helpers import CLOSE, StubServer, VirtualClock, free_port
+from tests.helpers import CLOSE, StubServer, VirtualClock, free_port, raw_redis
 
 
 @pytest.fixture
@@ -152,8 +152,6 @@ def test_refusals_are_typed(api: StubServer, clock: VirtualClock, status: int, k
 def test_without_a_token_nothing_is_sent_and_nothing_counted(
     api: StubServer, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import redis
-
     from leadflow.ghl import tokens
 
     monkeypatch.setattr(tokens, "token_for", lambda location_id: None)
@@ -161,7 +159,7 @@ def test_without_a_token_nothing_is_sent_and_nothing_counted(
         call(clock, ghl.SEND_MESSAGE, json={})
     assert (caught.value.reason, caught.value.location_id) == ("not_installed", "loc-1")
     assert api.requests == []
-    assert redis.Redis.from_url(settings().redis_url).zcard("lf:{loc-1}:ghl-window") == 0
+    assert raw_redis(settings().redis_url).zcard("lf:{loc-1}:ghl-window") == 0
 
 
 def test_before_post_runs_after_the_wait_and_can_stop_the_request(api: StubServer, clock: VirtualClock) -> None:

@@ -16,16 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-import redis
 
 from leadflow.config import settings
 from leadflow.ghl import DailyQuotaSpent, RateLimited, RateLimiter, send_message
 from leadflow.ghl.limiter import WINDOW_MARGIN, WINDOW_MAX, WINDOW_SECONDS, Admission, next_reset
-from tests.helpers import HOT, StubServer, VirtualClock, most_in_any_window, seed_lead
-from tests.integration.test_lead_state import cluster_node
+from tests.helpers import HOT, StubServer, VirtualClock, most_in_any_window, raw_redis, seed_lead
 from tests.integration.test_send_function import NOON, deliver, history, job, messages_api
-
-__all__ = ["cluster_node"]
 
 POST = "POST /conversations/messages"
 WINDOW = WINDOW_SECONDS + WINDOW_MARGIN  # the limiter's own window: GHL's plus a margin for the trip
@@ -164,7 +160,7 @@ def test_senders_share_one_window_per_location_and_each_location_has_its_own(red
         first.acquire("loc-1")
     second.acquire("loc-2")
     second.acquire("{loc-1}:x")  # an id with hash-tag characters is a location of its own
-    raw = redis.Redis.from_url(redis_url)
+    raw = raw_redis(redis_url)
     assert raw.zcard("lf:{loc-1}:ghl-window") == WINDOW_MAX
     assert raw.zcard("lf:{loc-2}:ghl-window") == 1
 
@@ -189,7 +185,7 @@ def test_x_ratelimit_max_25_lowers_the_window_for_every_sender(
     ghl_api.replies[POST] = [(200, trial, {"messageId": "m-1"})]
     admitted: list[float] = []
     send_message("loc-1", "c-first", "sms", "hi", limiter=Recording(clock, admitted), sleep=clock.sleep)
-    assert redis.Redis.from_url(redis_url).hget("lf:{loc-1}:ghl-limits", "max") == b"25"
+    assert raw_redis(redis_url).hget("lf:{loc-1}:ghl-limits", "max") == b"25"
     burst(clock, 60, 6, admitted)
     arrivals = [request["at"] for request in ghl_api.calls(POST)]
     assert len(arrivals) == 61
@@ -251,7 +247,7 @@ def test_daily_remaining_0_stops_every_call_for_the_location_until_the_day_turns
     assert [r["key"] for r in ghl_api.requests] == [POST]
     # Another location is not affected, and the key holding it ends by itself
     send_message("loc-2", "c-3", "sms", "hi", limiter=limiter, sleep=clock.sleep)
-    assert redis.Redis.from_url(redis_url).pttl("lf:{loc-1}:ghl-quota") > 0
+    assert raw_redis(redis_url).pttl("lf:{loc-1}:ghl-quota") > 0
     # When the day turns, the location sends again
     clock.sleep(caught.value.until - clock())
     assert send_message("loc-1", "c-2", "sms", "hi", limiter=limiter, sleep=clock.sleep) == ("m-next",)
@@ -296,7 +292,7 @@ def test_contact_and_location_lookups_take_their_place_in_the_window(
     monkeypatch.setenv("GHL_API_KEY", "pit-test-token")
     monkeypatch.setenv("GHL_API_BASE_URL", server.url)
     settings.cache_clear()
-    raw = redis.Redis.from_url(redis_url)
+    raw = raw_redis(redis_url)
     try:
         assert contacts.lead_timezone("c-1", "loc-1", settings()) == "America/Phoenix"
         assert raw.zcard("lf:{loc-1}:ghl-window") == 2  # the contact, then its location
@@ -314,14 +310,9 @@ def test_contact_and_location_lookups_take_their_place_in_the_window(
 # Cluster mode (ElastiCache Serverless): each script touches one slot
 
 
-def test_the_limiter_works_on_a_cluster(cluster_node: int, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_limiter_works_on_a_cluster(cluster_url: str) -> None:
     from leadflow import redis_client
 
-    redis.Redis(port=cluster_node).flushall()
-    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{cluster_node}/0")
-    monkeypatch.setenv("REDIS_CLUSTER", "true")
-    settings.cache_clear()
-    redis_client.cache.cache_clear()
     try:
         clock = VirtualClock()
         limiter = RateLimiter(clock=clock)

@@ -13,14 +13,16 @@ from redis.connection import AbstractConnection, SSLConnection
 
 from leadflow.errors import StoreUnavailable
 from leadflow.redis_client import Cache, CircuitBreaker, cache
-from tests.helpers import RedisServer
+from tests.helpers import RedisServer, raw_redis
 
 COOLDOWN = 0.3
 
 
 @pytest.fixture
 def store(redis_url: str) -> Iterator[Cache]:
-    client = Cache(redis_url)
+    from leadflow.config import settings
+
+    client = Cache(redis_url, cluster=settings().redis_cluster)
     yield client
     client.close()
 
@@ -47,11 +49,30 @@ def dead(server: RedisServer) -> Iterator[Cache]:
     client.close()
 
 
-def commands(raw: redis.Redis, since: dict[str, int]) -> dict[str, int]:
-    """Calls per command since `since`, as the server counts them, leaving out `raw`'s own INFO."""
-    stats = raw.info("commandstats")
-    now = {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
+def commands(raw: Any, since: dict[str, int]) -> dict[str, int]:
+    """Calls per command since `since`, as the server counts them (every master of a cluster),
+    leaving out `raw`'s own INFO."""
+    if isinstance(raw, redis.RedisCluster):
+        per_node = raw.info("commandstats", target_nodes=redis.RedisCluster.PRIMARIES).values()
+    else:
+        per_node = [raw.info("commandstats")]
+    now: dict[str, int] = {}
+    for stats in per_node:
+        for name, value in stats.items():
+            now[name.removeprefix("cmdstat_")] = now.get(name.removeprefix("cmdstat_"), 0) + int(value["calls"])
     return {n: calls - since.get(n, 0) for n, calls in now.items() if calls != since.get(n, 0) and n != "info"}
+
+
+def expected_round_trips(store: Cache, keys: list[str]) -> int:
+    """One per server holding the keys: one, or in cluster mode one per master (commands grouped by slot)."""
+    if not store.cluster:
+        return 1
+    return len({store.client.get_node_from_key(key).name for key in keys})
+
+
+def expected_mgets(store: Cache, keys: list[str]) -> int:
+    """One MGET, or in cluster mode one per slot (a multi-key command stays in one slot)."""
+    return len({store.client.keyslot(key) for key in keys}) if store.cluster else 1
 
 
 def test_set_and_get_round_trip_json_values(store: Cache) -> None:
@@ -66,12 +87,12 @@ def test_a_missing_key_reads_as_none(store: Cache) -> None:
 
 def test_set_with_ttl_expires_the_key(store: Cache, redis_url: str) -> None:
     store.set("k", "v", ttl=60)
-    assert 0 < redis.Redis.from_url(redis_url).ttl("k") <= 60
+    assert 0 < raw_redis(redis_url).ttl("k") <= 60
 
 
 def test_set_without_ttl_keeps_the_key(store: Cache, redis_url: str) -> None:
     store.set("k", "v")
-    assert redis.Redis.from_url(redis_url).ttl("k") == -1
+    assert raw_redis(redis_url).ttl("k") == -1
 
 
 def test_set_many_and_get_many_round_trip_json_values(store: Cache) -> None:
@@ -91,17 +112,17 @@ def test_get_many_of_no_keys_asks_nothing(store: Cache) -> None:
 
 def test_set_many_with_ttl_expires_every_key(store: Cache, redis_url: str) -> None:
     store.set_many({"a": 1, "b": 2}, ttl=30)
-    raw = redis.Redis.from_url(redis_url)
+    raw = raw_redis(redis_url)
     assert all(0 < raw.ttl(k) <= 30 for k in ("a", "b"))
 
 
 def test_get_many_of_100_keys_is_one_command_on_the_server(store: Cache, redis_url: str) -> None:
     keys = [f"k{i}" for i in range(100)]
     store.set_many(dict.fromkeys(keys, 1))
-    raw = redis.Redis.from_url(redis_url)
+    raw = raw_redis(redis_url)
     before = commands(raw, {})
     store.get_many(keys)
-    assert commands(raw, before) == {"mget": 1}
+    assert commands(raw, before) == {"mget": expected_mgets(store, keys)}
 
 
 def _count_round_trips(monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -122,14 +143,15 @@ def test_get_many_of_100_keys_is_one_round_trip(store: Cache, monkeypatch: pytes
     store.ping()  # the connection is open and health-checked before counting
     sent = _count_round_trips(monkeypatch)
     store.get_many(keys)
-    assert len(sent) == 1
+    assert len(sent) == expected_round_trips(store, keys)
 
 
 def test_set_many_of_100_keys_is_one_round_trip(store: Cache, monkeypatch: pytest.MonkeyPatch) -> None:
-    store.ping()
+    keys = [f"k{i}" for i in range(100)]
+    store.set_many(dict.fromkeys(keys, 0))  # every connection open and health-checked before counting
     sent = _count_round_trips(monkeypatch)
-    store.set_many({f"k{i}": i for i in range(100)})
-    assert len(sent) == 1
+    store.set_many({key: i for i, key in enumerate(keys)})
+    assert len(sent) == expected_round_trips(store, keys)
 
 
 def test_a_dead_redis_opens_the_breaker(dead: Cache) -> None:
@@ -183,7 +205,8 @@ def test_a_redis_url_uses_plain_tcp() -> None:
 
 def test_the_process_client_is_created_once_from_redis_url(redis_url: str) -> None:
     first = cache()
-    assert (cache() is first, first.client.connection_pool.connection_kwargs["port"]) == (
-        True,
-        int(redis_url.rsplit(":", 1)[1].split("/", maxsplit=1)[0]),
-    )
+    port = int(redis_url.rsplit(":", 1)[1].split("/", maxsplit=1)[0])
+    if first.cluster:  # the URL's node is where the client found the cluster
+        assert (cache() is first, first.client.get_node("127.0.0.1", port) is not None) == (True, True)
+    else:
+        assert (cache() is first, first.client.connection_pool.connection_kwargs["port"]) == (True, port)

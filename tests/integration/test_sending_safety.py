@@ -10,11 +10,10 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
 from leadflow.config import settings
-from tests.helpers import CLOSE, HOT, StubServer, free_port, seed_lead
+from tests.helpers import CLOSE, HOT, StubServer, free_port, pause_clients, raw_redis, seed_lead
 from tests.integration.test_send_function import NOON, deliver, history, job, outbox
 
 POST = "POST /conversations/messages"
@@ -96,8 +95,8 @@ def test_redis_failing_right_after_ghl_accepted_never_sends_again(
     send: Any, ghl: StubServer, redis_url: str, lambda_context: Any
 ) -> None:
     # Given a GHL that accepts the message while Redis stops answering for 1.5 s
-    admin = redis.Redis.from_url(redis_url)
-    ghl.on_request = lambda request: admin.execute_command("CLIENT", "PAUSE", 1500, "ALL")
+    admin = raw_redis(redis_url)
+    ghl.on_request = lambda request: pause_clients(admin, 1500)
     seed_lead("hot-1", HOT, profile=NOON)
     # When the job is delivered, and delivered again once Redis is back (to a new instance)
     with contextlib.suppress(BatchProcessingError):  # reported failed or not: both are fine
@@ -197,7 +196,7 @@ def test_the_message_history_ends_with_the_lead(send: Any, redis_url: str, lambd
 
     seed_lead("hot-1", HOT, profile=NOON)
     deliver(send, lambda_context, job())
-    ttl = redis.Redis.from_url(redis_url).ttl(lead_prefix("loc-1", "hot-1") + ":messages")
+    ttl = raw_redis(redis_url).ttl(lead_prefix("loc-1", "hot-1") + ":messages")
     assert 179 * 86_400 < ttl <= 180 * 86_400  # LEAD_TTL_DAYS' default
 
 
@@ -207,7 +206,7 @@ def test_index_entries_of_leads_whose_data_ended_are_swept_by_the_monitor(
     from leadflow.lead_state import expiry_key, index_key
     from tests.helpers import load_app, load_event
 
-    raw = redis.Redis.from_url(redis_url)
+    raw = raw_redis(redis_url)
     seed_lead("gone-1", {"website_visit": 1}, profile=NOON)  # cold: the monitor never reads it as a candidate
     seed_lead("kept-1", {"website_visit": 1}, profile=NOON)
     assert raw.ttl("lf:{loc-1:gone-1}:lead") > 179 * 86_400

@@ -11,6 +11,7 @@ import httpx
 import pytest
 import respx
 
+from tests.helpers import raw_redis
 from tests.integration.test_webhook_support import (
     Intake,
     ghl_body,
@@ -144,11 +145,10 @@ def test_contact_create_keeps_a_profile_without_the_phone_number(intake: Intake)
     assert profile.has_phone
     assert profile.has_email
     assert not profile.dnd
-    import redis
 
     from leadflow.config import settings
 
-    raw = redis.Redis.from_url(settings().redis_url).hgetall(f"lf:{{{CONTACT_LOCATION}:{CONTACT}}}:lead")
+    raw = raw_redis(settings().redis_url).hgetall(f"lf:{{{CONTACT_LOCATION}:{CONTACT}}}:lead")
     assert b"8135550142" not in b"".join(raw.values())
 
 

@@ -11,11 +11,9 @@ import uuid
 from typing import Any
 
 import pytest
-import redis
 
 from leadflow.config import settings
-from tests.helpers import HOT, StubServer, load_app, seed_lead, zone_at
-from tests.integration.test_lead_state import cluster_node
+from tests.helpers import HOT, StubServer, load_app, raw_redis, seed_lead, zone_at
 from tests.integration.test_send_function import deliver, history, job
 from tests.integration.test_webhook_support import (
     Intake,
@@ -24,8 +22,6 @@ from tests.integration.test_webhook_support import (
     intake_fixture,  # noqa: F401  (the `intake` fixture)
     lead,
 )
-
-__all__ = ["cluster_node"]  # the module-scoped fixture, shared with the lead state tests
 
 YEAR = 365 * 86_400
 POST = "POST /conversations/messages"
@@ -128,7 +124,7 @@ def test_a_failure_to_record_leadflows_message_id_neither_fails_nor_repeats_the_
 ) -> None:
     # Given a Redis that refuses the write of the message's id right after GHL accepted the message
     # (the key holds the wrong type: only that write fails, with a real Redis error)
-    client = redis.Redis.from_url(settings().redis_url)
+    client = raw_redis(settings().redis_url)
     client.set("lf:{loc-1:hot-1}:own", "not a sorted set")
     seed_lead("hot-1", HOT, profile={"timezone": zone_at(12), "first_name": "Ana"})
     # When the job is sent, and SQS delivers it again
@@ -149,7 +145,7 @@ def test_contact_delete_erases_the_record_of_leadflows_own_messages(
 ) -> None:
     seed_lead("hot-1", HOT, profile={"timezone": zone_at(12), "first_name": "Ana"})
     deliver(send_app, lambda_context, job())
-    client = redis.Redis.from_url(settings().redis_url)
+    client = raw_redis(settings().redis_url)
     assert client.exists("lf:{loc-1:hot-1}:own")
     intake(ghl_event(ghl_body("contact_delete", locationId="loc-1", id="hot-1")))
     assert not client.exists("lf:{loc-1:hot-1}:own")
@@ -274,17 +270,10 @@ def test_an_abandoned_opportunity_stops_follow_up_for_good_and_records_the_outco
 # --- cluster mode (ElastiCache Serverless) -------------------------------------------------------
 
 
-def test_own_message_ids_and_appointments_work_in_cluster_mode(
-    cluster_node: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from leadflow import config, own_messages, redis_client
+def test_own_message_ids_and_appointments_work_in_cluster_mode(cluster_url: str) -> None:
+    from leadflow import own_messages, redis_client
     from leadflow.lead_state import APPOINTMENT, LeadStore
 
-    redis.Redis(port=cluster_node).flushall()
-    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{cluster_node}/0")
-    monkeypatch.setenv("REDIS_CLUSTER", "true")
-    config.settings.cache_clear()
-    redis_client.cache.cache_clear()
     try:
         store = redis_client.cache()
         own_messages.remember(store, "loc-1", "lead-0", ("m-1", "e-1"), time.time())

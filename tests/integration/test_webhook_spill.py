@@ -52,12 +52,17 @@ def own_redis(intake: Intake, monkeypatch: pytest.MonkeyPatch) -> Iterator[Redis
         fresh_clients()
 
 
+# These stop a redis-server of their own; a cluster's outage is tests/integration/test_cluster_failover.py's.
+OUTAGE = pytest.mark.standalone_redis("stops and restarts a redis-server of its own to simulate an outage")
+
+
 def activity(contact: str, signal: str, **extra: Any) -> dict[str, Any]:
     event = load_event("activity_event")
     event.update(contact_id=contact, signal=signal, occurred_at=iso(time.time() - 30), **extra)
     return event
 
 
+@OUTAGE
 def test_events_while_redis_is_down_are_spilled_and_arrive_on_replay(
     intake: Intake, own_redis: RedisServer, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -100,6 +105,7 @@ def test_events_while_redis_is_down_are_spilled_and_arrive_on_replay(
     assert lead("batch-1").signals[Signal.PRICING_TOOL_USAGE].count == 1
 
 
+@OUTAGE
 def test_a_replay_while_redis_is_still_down_returns_the_batch_to_the_queue(
     intake: Intake, own_redis: RedisServer
 ) -> None:
@@ -116,6 +122,7 @@ def test_a_replay_while_redis_is_still_down_returns_the_batch_to_the_queue(
     assert result is None
 
 
+@OUTAGE
 def test_one_failing_record_is_reported_alone(intake: Intake, own_redis: RedisServer) -> None:
     own_redis.stop()
     intake(activity_event(activity("later", "website_visit")))
@@ -128,6 +135,7 @@ def test_one_failing_record_is_reported_alone(intake: Intake, own_redis: RedisSe
     assert lead("later").signals[Signal.WEBSITE_VISIT].count == 1
 
 
+@OUTAGE
 def test_when_redis_and_sqs_both_fail_the_reply_is_429_with_retry_after(
     intake: Intake, own_redis: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -141,6 +149,7 @@ def test_when_redis_and_sqs_both_fail_the_reply_is_429_with_retry_after(
     assert int(response["headers"]["retry-after"]) > 0
 
 
+@OUTAGE
 def test_without_an_intake_queue_a_redis_outage_is_a_429(
     intake: Intake, own_redis: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

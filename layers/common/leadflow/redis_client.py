@@ -5,6 +5,8 @@
   where multi-key reads group by slot;
 - short timeouts and one quick retry, behind a circuit breaker: after a few consecutive connection
   failures every call fails at once (StoreUnavailable) for a cool-down, then one trial call decides.
+  In cluster mode a failover counts as such a failure too: CLUSTERDOWN while a replica takes over,
+  a slot no node serves, a topology refresh that reached no node (redis-py follows MOVED/ASK itself).
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import redis
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.cluster import RedisCluster
+from redis.exceptions import ClusterDownError, RedisClusterException, ResponseError, SlotNotCoveredError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
@@ -33,6 +35,26 @@ SOCKET_TIMEOUT = 0.5
 CONNECT_TIMEOUT = 0.5
 MAX_CONNECTIONS = 50
 TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether an error means Redis cannot serve the call now (a failure for the breaker), rather than
+    an answer. ClusterDownError is a ResponseError to redis-py, but no node answered for the key."""
+    if isinstance(exc, (*TRANSIENT, ClusterDownError, SlotNotCoveredError)):
+        return True
+    # "Redis Cluster cannot be connected": the topology refresh after a connection error reached no node
+    return isinstance(exc, RedisClusterException) and isinstance(exc.__cause__, TRANSIENT)
+
+
+class _Cluster(RedisCluster):
+    """RedisCluster whose pipelines never send again what a node already ran. When one node of a
+    pipeline times out, redis-py re-sends the whole pipeline, every node's part included: a history
+    entry pushed twice. Here only the commands that failed are sent again (once, by redis-py)."""
+
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> Any:
+        pipe = super().pipeline(transaction, shard_hint)
+        pipe.retry = Retry(NoBackoff(), retries=0)
+        return pipe
 
 
 class CircuitBreaker:
@@ -90,7 +112,12 @@ class Cache:
         self.cluster = cluster
         self.client: Any
         if cluster:
-            self.client = RedisCluster.from_url(url, **options)
+            try:  # a cluster client reads the topology now: no node reachable is an outage, not a bug
+                self.client = _Cluster.from_url(url, **options)
+            except Exception as exc:
+                if unavailable(exc):
+                    raise StoreUnavailable(f"redis unavailable: {type(exc).__name__}") from exc
+                raise
         else:
             self.client = redis.Redis.from_url(url, max_connections=MAX_CONNECTIONS, **options)
         self.breaker = breaker or CircuitBreaker()
@@ -101,14 +128,14 @@ class Cache:
             raise StoreUnavailable("redis unavailable (circuit open)")
         try:
             result = operation(self.client)
-        except TRANSIENT as exc:
-            self.breaker.failure()
-            raise StoreUnavailable(f"redis unavailable: {type(exc).__name__}") from exc
-        except ResponseError:
-            self.breaker.success()  # Redis answered, with an error: it is reachable
-            raise
-        except Exception:
-            self.breaker.abandon()
+        except Exception as exc:
+            if unavailable(exc):
+                self.breaker.failure()
+                raise StoreUnavailable(f"redis unavailable: {type(exc).__name__}") from exc
+            if isinstance(exc, ResponseError):
+                self.breaker.success()  # Redis answered, with an error: it is reachable
+            else:
+                self.breaker.abandon()
             raise
         self.breaker.success()
         return result
