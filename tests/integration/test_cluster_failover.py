@@ -380,15 +380,11 @@ def test_a_master_killed_mid_stream_loses_nothing_doubles_nothing_and_sends_noth
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="jobs.replay_pending keeps an empty intake queue in mind for REPLAY_CHECK_SECONDS (10 s): a STOP "
-    "spilled within that time is not waited for (the failover test meets it: messages sent while spilled "
-    "events wait)",
-)
 def test_a_stop_spilled_while_redis_was_away_holds_the_next_send(
     intake: Any, ghl: StubServer, lambda_context: LambdaContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The send reads the intake queue right before it acts, never an "empty" answer of seconds ago
+    (the failover test met it: a STOP spilled 0.31 s after the kill, a text 5.7 s later)."""
     from leadflow import config, redis_client
     from leadflow.intake import service
 

@@ -60,7 +60,7 @@ def process_handoff(job: Job, attempt: int = 1, now: float | None = None) -> Out
     prior = fstore.job_state(loc, cid, job.job_id)
     if prior is not None and prior != RESERVED:
         return resumed(prior)
-    if replay_pending(at):
+    if replay_pending(at, fresh=True):
         return skip(REPLAY_PENDING)
     state = store.load(loc, cid)
     reason = handoff.blocked(state)

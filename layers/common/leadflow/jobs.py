@@ -117,19 +117,21 @@ def _send_batch(url: str, batch: Sequence[Job]) -> list[Job]:
 
 
 # Spilled events waiting for replay (a STOP may be among them) hold every follow-up until they are
-# recorded. The intake queue's depth is read at most this often per process.
+# recorded. The monitor reads the intake queue's depth at most this often per process; a send reads
+# it every time, right before it acts: a STOP spilled a second after an "empty" answer must hold it.
 REPLAY_CHECK_SECONDS = 10.0
 _replay_seen: dict[str, tuple[float, bool]] = {}
 
 
-def replay_pending(now: float) -> bool:
+def replay_pending(now: float, *, fresh: bool = False) -> bool:
     """Whether spilled events wait on the intake queue. Unknown (SQS unreachable) counts as waiting:
-    a follow-up held is a message late, one sent past a STOP is a message that must never be."""
+    a follow-up held is a message late, one sent past a STOP is a message that must never be.
+    `fresh`: read the queue now, never an answer of the last REPLAY_CHECK_SECONDS (a send)."""
     url = settings().intake_queue_url
     if not url:
         return False
     seen = _replay_seen.get(url)
-    if seen and now - seen[0] < REPLAY_CHECK_SECONDS:
+    if seen and not fresh and now - seen[0] < REPLAY_CHECK_SECONDS:
         return seen[1]
     names = [
         "ApproximateNumberOfMessages",

@@ -89,7 +89,7 @@ def process_job(job: Job, attempt: int = 1, now: float | None = None) -> Outcome
     prior = fstore.job_state(loc, cid, job.job_id)
     if prior is not None and prior != RESERVED:
         return _resumed(job, prior, unknown)
-    if replay_pending(at):
+    if replay_pending(at, fresh=True):
         count("MessagesSkipped", reason=REPLAY_PENDING)
         return finish(Outcome("skipped", REPLAY_PENDING), f"skipped:{REPLAY_PENDING}")
     mode = installations.delivery_mode(loc)
