@@ -13,6 +13,9 @@ import pytest
 
 from tests.conftest import Queues, _clear_caches
 from tests.helpers import HOT, URGENT, load_app, load_event, seed_lead, zone_at
+from tests.integration.test_lead_state import cluster_node
+
+__all__ = ["cluster_node"]  # the module-scoped single-node cluster, shared with the lead state tests
 
 URGENT_SMS = {signal: n for signal, n in URGENT.items() if signal != "agent_inquiry"}
 SCHEDULED = "2026-11-25T17:05:00Z"  # tests/events/eventbridge_schedule.json
@@ -313,3 +316,31 @@ def test_the_sharded_run_queues_the_same_jobs_as_one_invocation_on_the_same_data
         skipped.update(r.skipped)
     assert dict(skipped) == whole.skipped
     assert {"opted_out", "quiet_hours"} <= set(skipped)
+
+
+def test_a_fanned_out_run_in_cluster_mode_does_every_lead_once(
+    cluster_node: int, queues: Queues, shard_queue: str, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis
+
+    from leadflow import monitor_shards
+    from leadflow.redis_client import cache
+
+    # Given a single-node cluster (ElastiCache Serverless runs in cluster mode): keys in many slots
+    redis.Redis(port=cluster_node).flushall()
+    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{cluster_node}/0")
+    monkeypatch.setenv("REDIS_CLUSTER", "true")
+    _clear_caches()
+    try:
+        leads = seed_three_locations()
+        monitor = load_app("monitor")
+
+        report = monitor.lambda_handler(load_event("eventbridge_schedule"), lambda_context)
+        replies = deliver(monitor, shard_messages(queues, shard_queue), lambda_context)
+
+        assert report["shards"] == 4
+        assert replies == [{"batchItemFailures": []}] * 4
+        assert sorted(job["lead_id"] for job in queues.jobs()) == sorted(c for ids in leads.values() for c in ids)
+        assert cache().run(lambda r: r.exists(monitor_shards.snapshot_key("loc-a", RUN))) == 0
+    finally:
+        cache().close()

@@ -102,20 +102,27 @@ class Shard:
     parts: tuple[Part, ...]
 
     def to_json(self) -> str:
-        parts = [[p.location_id, p.start, p.stop, p.piece, p.pieces] for p in self.parts]
-        return json.dumps({"run": self.run, "shard": self.index, "shards": self.count, "parts": parts})
+        return json.dumps({"run": self.run, "shard": self.index, "shards": self.count, "parts": _rows(self.parts)})
 
     @classmethod
     def from_json(cls, body: str) -> Shard:
         try:
             data = json.loads(body)
-            parts = tuple(
-                Part(str(loc), int(start), None if stop is None else int(stop), int(piece), int(pieces))
-                for loc, start, stop, piece, pieces in data["parts"]
-            )
-            return cls(str(data["run"]), int(data["shard"]), int(data["shards"]), parts)
+            return cls(str(data["run"]), int(data["shard"]), int(data["shards"]), _parts(data["parts"]))
         except (ValueError, TypeError, KeyError) as exc:
             raise InvalidInput(f"malformed monitor shard: {exc!r}") from None
+
+
+def _rows(parts: Sequence[Part]) -> list[list[Any]]:
+    """Parts as compact JSON rows: [location, start, stop, piece, pieces]."""
+    return [[p.location_id, p.start, p.stop, p.piece, p.pieces] for p in parts]
+
+
+def _parts(rows: Sequence[Sequence[Any]]) -> tuple[Part, ...]:
+    return tuple(
+        Part(str(loc), int(start), None if stop is None else int(stop), int(piece), int(pieces))
+        for loc, start, stop, piece, pieces in rows
+    )
 
 
 def run_id(scheduled: str | None, now: datetime) -> str:
@@ -198,13 +205,11 @@ def fan_out(cache: Cache, run: str, counts: Mapping[str, int], min_likelihood: f
             sizes[location_id] = int(
                 cache.run(lambda r, k=keys: script(keys=k, args=[min_likelihood, RUN_TTL], client=r))  # type: ignore[misc]
             )
-        parts = plan(sizes, limit)
-        body = json.dumps([[[p.location_id, p.start, p.stop, p.piece, p.pieces] for p in s] for s in parts])
+        body = json.dumps([_rows(parts) for parts in plan(sizes, limit)])
         prior = cache.run(lambda r: r.set(_run_key(run, "plan"), body, nx=True, get=True, ex=RUN_TTL))
         stored = body if prior is None else prior  # a concurrent planner's plan, stored first, wins
     rows = json.loads(stored)
-    shards = [Shard.from_json(json.dumps({"run": run, "shard": i, "shards": len(rows), "parts": row}))
-              for i, row in enumerate(rows)]  # fmt: skip
+    shards = [Shard(run, i, len(rows), _parts(row)) for i, row in enumerate(rows)]
     failed = send_shards(url, shards)
     if failed:
         raise ShardsNotQueued(f"{failed} of {len(shards)} shards of run {run} not queued")
