@@ -205,12 +205,13 @@ def run(args: argparse.Namespace, workload: Any, url: str) -> None:
         f"{planned.shards} shards ({split} of them ranges of a split location) for {planned.candidates:,} "
         f"candidates in {plan_seconds:.2f} s (sweep, counts, plan, {-(-planned.shards // 10)} SendMessageBatch)"
     )
-    times, queued, rescored = [], 0, 0
+    times, cpu, queued, rescored = [], [], 0, 0
     for shard in shards:
-        started = time.perf_counter()
+        started, began = time.perf_counter(), time.process_time()
         with quietly():
             report = run_shard(shard, lease_seconds=300, now=now)
         times.append(time.perf_counter() - started)
+        cpu.append(time.process_time() - began)
         queued += report.queued
         rescored += report.candidates
     started = time.perf_counter()
@@ -224,6 +225,10 @@ def run(args: argparse.Namespace, workload: Any, url: str) -> None:
         f"  per shard: median {statistics.median(times):.2f} s, max {max(times):.2f} s, "
         f"min {min(times):.2f} s; {rescored:,} candidates rescored ({rescored / sum(times):,.0f}/s per invocation)"
     )
+    print(
+        f"  this process's CPU per shard (what a busy machine's wall time hides): median "
+        f"{statistics.median(cpu):.2f} s, max {max(cpu):.2f} s ({rescored / sum(cpu):,.0f} candidates per CPU-second)"
+    )
     print(f"  shards one after another: {sum(times):.1f} s; jobs queued {queued:,}")
     print(
         f"  in parallel, at most {concurrency} at once (MonitorMaxConcurrency): {makespan:.1f} s of shards "
@@ -236,10 +241,11 @@ def run(args: argparse.Namespace, workload: Any, url: str) -> None:
     removed = reset_followups(url)
     os.environ.pop("MONITOR_SHARD_QUEUE_URL")
     monitor_shards.shard_settings.cache_clear()
-    started = time.perf_counter()
+    started, began = time.perf_counter(), time.process_time()
     with quietly():
         single = run_monitor(now=now)
     single_seconds = time.perf_counter() - started
+    single_cpu = time.process_time() - began
     single_jobs = jobs_of(sqs)
     print(
         f"\nsingle invocation on the same data ({removed:,} keys of the sharded run's claims removed first): "
@@ -247,6 +253,7 @@ def run(args: argparse.Namespace, workload: Any, url: str) -> None:
         f"jobs queued {single.queued:,}; {'fits' if single_seconds <= interval else 'does NOT fit'} the "
         f"{interval} s interval, and the monitor's 120 s timeout {'holds' if single_seconds < 120 else 'does NOT'}"
     )
+    print(f"  this process's CPU: {single_cpu:.1f} s (sharded: {sum(cpu):.1f} s over all shards)")
     same = sharded_jobs == single_jobs
     print(f"same jobs (ids) sharded and single: {same} ({len(sharded_jobs):,} and {len(single_jobs):,})")
     print(f"SQS stand-in: {sqs.calls:,} SendMessageBatch calls, each waiting {SQS_LATENCY * 1000:.0f} ms")
