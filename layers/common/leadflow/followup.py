@@ -185,9 +185,9 @@ def run_monitor(
     store = store or LeadStore()
     fstore = followup_store or FollowupStore(store.cache)
     report = MonitorReport()
-    if not _may_queue(report, fstore, now.timestamp()):
-        return report
     at = now.timestamp()
+    if not _may_queue(report, fstore, at):
+        return report
     locations = store.locations()
     report.locations = len(locations)
     for location_id in locations:
@@ -237,7 +237,7 @@ def run_shard(
         report.already_done = True
         count("MonitorShards", outcome="repeated")
         return report
-    if taken.outcome == "busy":
+    if taken.outcome == monitor_shards.BUSY:
         raise monitor_shards.ShardBusy(f"shard {shard.index} of run {shard.run} is being done elsewhere")
     try:
         if _may_queue(report, fstore, now.timestamp()):

@@ -236,7 +236,7 @@ def send_shards(url: str, shards: Sequence[Shard]) -> int:
 # ---------------------------------------------------------------------------------------------
 # The consumer's side: claiming a shard, reading a split location's range, marking it done
 
-DONE = "done"
+OK, DONE, BUSY = "ok", "done", "busy"  # a claim's outcomes; DONE is also the value of a finished shard's key
 # Give a claim back only while it is still this invocation's (its lease may have ended and passed on).
 _GIVE_BACK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -248,7 +248,7 @@ return 0
 class Claim:
     key: str
     value: str  # "running <token>"
-    outcome: str  # ok | done | busy
+    outcome: str  # OK | DONE | BUSY
 
 
 def claim(cache: Cache, shard: Shard, lease_seconds: float) -> Claim:
@@ -260,8 +260,8 @@ def claim(cache: Cache, shard: Shard, lease_seconds: float) -> Claim:
     lease_ms = max(1, int(lease_seconds * 1000))
     prior = cache.run(lambda r: r.set(key, value, nx=True, get=True, px=lease_ms))
     if prior is None or prior == value:
-        return Claim(key, value, "ok")
-    return Claim(key, value, DONE if prior == DONE else "busy")
+        return Claim(key, value, OK)
+    return Claim(key, value, DONE if prior == DONE else BUSY)
 
 
 def finish(cache: Cache, taken: Claim) -> None:
