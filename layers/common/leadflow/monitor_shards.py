@@ -42,9 +42,11 @@ from leadflow.errors import InvalidInput
 from leadflow.lead_state import CANDIDATE_PAGE, index_key, key_part, location_key
 from leadflow.redis_client import Cache
 
-# Candidates one invocation rescores: bench/fanout.py measured about 2,400 a second on one core of
-# the development machine (a Lambda of 1,024 MB has a little over half a vCPU), so a shard of this
-# size takes about 20 s there and well under the monitor's 120 s timeout on Lambda.
+# Candidates one invocation rescores. bench/fanout.py measured about 3,400 per CPU-second on the
+# development machine: a shard of this size is about 15 CPU-seconds there. The monitor's 1,024 MB
+# Lambda has a little over half a vCPU, so we expect (not measured on Lambda) about 30 s with its
+# Redis and SQS round trips, a quarter of its 120 s timeout. One invocation over the bench's 194,200
+# candidates took 121 s of wall time on the development machine (under load).
 DEFAULT_SHARD_LEADS = 50_000
 RUN_TTL = 3600  # the shard queue's retention: no shard message outlives its plan or snapshot
 BATCH = 10  # SendMessageBatch's limit
@@ -185,6 +187,9 @@ def snapshot_key(location_id: str, run: str) -> str:
 
 # KEYS: snapshot, the live index (one slot: both carry the location's tag). ARGV: threshold, ttl.
 # Made once per run: a planner retried later finds the first one, so the plan's ranges still hold.
+# ZRANGESTORE copied 500,000 members in 0.79 s on the development machine (under load): within the
+# client's 0.5 s timeout and one retry (which finds the copy made) up to about a million candidates
+# in one location; past that the planner times out, and Lambda's retry of it finds the snapshot.
 _SNAPSHOT = """
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('ZRANGESTORE', KEYS[1], KEYS[2], ARGV[1], '+inf', 'BYSCORE')
