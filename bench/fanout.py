@@ -256,7 +256,10 @@ def run(args: argparse.Namespace, workload: Any, url: str) -> None:
     print(f"  this process's CPU: {single_cpu:.1f} s (sharded: {sum(cpu):.1f} s over all shards)")
     same = sharded_jobs == single_jobs
     print(f"same jobs (ids) sharded and single: {same} ({len(sharded_jobs):,} and {len(single_jobs):,})")
-    print(f"SQS stand-in: {sqs.calls:,} SendMessageBatch calls, each waiting {SQS_LATENCY * 1000:.0f} ms")
+    print(
+        f"SQS stand-in, each SendMessageBatch waiting {SQS_LATENCY * 1000:.0f} ms: {sqs.calls:,} calls for jobs and "
+        f"shards (eight in parallel), {sync_sqs.calls:,} for write-backs (one after another), both runs"
+    )
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
