@@ -497,7 +497,7 @@ def _summary(result: Any) -> str:
         if isinstance(value, dict):
             if value:
                 parts.append(f"{key}={','.join(f'{k}:{v}' for k, v in value.items())}")
-        else:
+        elif value is not None:  # a field that does not apply to this run (a fanned-out run's id, say)
             parts.append(f"{key}={value}")
     return " ".join(parts)[:200]
 

@@ -24,7 +24,7 @@ POLL = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")  # 
 # What SAM gives a function here without an event source: logs, X-Ray (Tracing), ENIs (VpcConfig). AWS's
 # documents of these three hold no sqs action, so every SQS right a role has is in its inline policies.
 BASELINE = {"AWSLambdaBasicExecutionRole", "AWSXrayWriteOnlyAccess", "AWSLambdaVPCAccessExecutionRole"}
-QUEUE_OF = {"webhook": "IntakeQueue", "send": "FollowupQueue"}
+QUEUE_OF = {"webhook": "IntakeQueue", "monitor": "MonitorShardQueue", "send": "FollowupQueue"}
 
 
 def consumed_queues(resources: dict[str, Any]) -> dict[str, str]:

@@ -59,11 +59,13 @@ def test_the_webhook_serves_the_contract_routes_behind_its_function_url(sam_temp
     assert {f"/{path}" for path in published} == {path for _, path in served}
 
 
-def test_the_monitor_serves_no_routes_and_runs_on_its_schedule_only(sam_template: dict[str, Any]) -> None:
+def test_the_monitor_serves_no_routes_and_runs_on_its_schedule_and_its_shards_only(
+    sam_template: dict[str, Any],
+) -> None:
     events = sam_template["Resources"][LOGICAL_ID["monitor"]]["Properties"]["Events"]
 
     assert handler_routes("monitor") == set()
-    assert [event["Type"] for event in events.values()] == ["Schedule"]
+    assert sorted(event["Type"] for event in events.values()) == ["SQS", "Schedule"]
 
 
 def test_powertools_path_parameters_become_template_path_parameters() -> None:

@@ -101,7 +101,7 @@ def test_every_allowed_monitoring_interval_maps_to_a_rate_of_the_same_length(sam
         assert row["MissingRunPeriod"] % 60 == 0
 
 
-def test_both_queue_consumers_report_batch_item_failures(resources: dict[str, Any]) -> None:
+def test_every_queue_consumer_reports_batch_item_failures(resources: dict[str, Any]) -> None:
     mappings = {
         m["Properties"]["FunctionName"]["Ref"]: m["Properties"]
         for m in of_type(resources, "AWS::Lambda::EventSourceMapping").values()
@@ -109,7 +109,8 @@ def test_both_queue_consumers_report_batch_item_failures(resources: dict[str, An
 
     assert mappings["WebhookFunction"]["EventSourceArn"] == {"Fn::GetAtt": ["IntakeQueue", "Arn"]}
     assert mappings["SendFunction"]["EventSourceArn"] == {"Fn::GetAtt": ["FollowupQueue", "Arn"]}
-    assert set(mappings) == {"WebhookFunction", "SendFunction"}
+    assert mappings["MonitorFunction"]["EventSourceArn"] == {"Fn::GetAtt": ["MonitorShardQueue", "Arn"]}
+    assert set(mappings) == {"WebhookFunction", "SendFunction", "MonitorFunction"}
     for properties in mappings.values():
         assert properties["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
 
@@ -130,15 +131,18 @@ def test_the_send_function_polls_the_followup_queue_with_a_maximum_concurrency_p
 def test_each_work_queue_redrives_to_its_own_encrypted_dead_letter_queue(resources: dict[str, Any]) -> None:
     queues = of_type(resources, "AWS::SQS::Queue")
 
-    assert set(queues) == {"FollowupQueue", "FollowupDLQ", "IntakeQueue", "IntakeDLQ"}
-    for name in ("FollowupQueue", "IntakeQueue"):
+    assert set(queues) == {
+        "FollowupQueue", "FollowupDLQ", "IntakeQueue", "IntakeDLQ", "MonitorShardQueue", "MonitorShardDLQ",
+    }  # fmt: skip
+    for name in ("FollowupQueue", "IntakeQueue", "MonitorShardQueue"):
         redrive = queues[name]["Properties"]["RedrivePolicy"]
         assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": [f"{name.removesuffix('Queue')}DLQ", "Arn"]}
     # the follow-up queue's count is the parameter; the intake queue's is its own (test_sending_safety.py)
     assert queues["FollowupQueue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"] == {"Ref": "MaxReceiveCount"}
     for name, queue in queues.items():
         assert queue["Properties"]["SqsManagedSseEnabled"] is True, name
-    assert queues["FollowupDLQ"]["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
+    for dlq in ("FollowupDLQ", "MonitorShardDLQ"):
+        assert queues[dlq]["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
 
 
 def test_each_queue_hides_a_message_for_at_least_six_times_its_consumers_timeout(resources: dict[str, Any]) -> None:
@@ -164,11 +168,11 @@ def test_no_inline_policy_grants_a_wildcard_resource(resources: dict[str, Any]) 
 
 def test_each_function_may_send_to_and_read_secrets_of_only_what_it_uses(resources: dict[str, Any]) -> None:
     assert granted(resources, "webhook", "sqs:SendMessage") == {"FollowupQueue", "IntakeQueue"}
-    assert granted(resources, "monitor", "sqs:SendMessage") == {"FollowupQueue"}
+    assert granted(resources, "monitor", "sqs:SendMessage") == {"FollowupQueue", "MonitorShardQueue"}
     assert granted(resources, "send", "sqs:SendMessage") == {"FollowupQueue"}
     assert granted(resources, "score", "sqs:SendMessage") == set()
     assert granted(resources, "send", "sqs:GetQueueAttributes") == {"FollowupQueue", "FollowupDLQ", "IntakeQueue"}
-    assert granted(resources, "monitor", "sqs:GetQueueAttributes") == {"IntakeQueue"}
+    assert granted(resources, "monitor", "sqs:GetQueueAttributes") == {"IntakeQueue", "MonitorShardQueue"}
     assert granted(resources, "webhook", "secretsmanager:GetSecretValue") == {
         "GhlApiKeySecret",
         "GhlClientSecret",

@@ -123,5 +123,7 @@ def test_the_projects_template_declares_what_the_runner_serves() -> None:
     stack = read()
     assert set(stack.functions) == {"WebhookFunction", "ScoreFunction", "MonitorFunction", "SendFunction"}
     assert {r.path for r in stack.routes} >= {"/leads/{lead_id}/score", "/followups/stats", "/leads/high-intent"}
-    assert {s.queue for s in stack.sqs_sources} == {"IntakeQueue", "FollowupQueue"}
+    assert {s.queue for s in stack.sqs_sources} == {"IntakeQueue", "FollowupQueue", "MonitorShardQueue"}
+    assert "MonitorShardQueue" in stack.queues
+    assert stack.queues.index("MonitorShardDLQ") < stack.queues.index("MonitorShardQueue")
     assert stack.functions["WebhookFunction"].url_auth == "NONE"

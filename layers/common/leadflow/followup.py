@@ -7,14 +7,15 @@ and the same one-job-in-flight claim; the send function checks everything again 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from leadflow import guardrails, handoff, writeback
+from leadflow import guardrails, handoff, monitor_shards, writeback
 from leadflow.config import Settings, settings
 from leadflow.followup_store import FollowupStore, LeadFollowups
 from leadflow.jobs import Job, replay_pending, send_jobs
@@ -162,61 +163,162 @@ class MonitorReport:
     expired: int = 0  # index entries of leads whose data had ended, removed
     skipped: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    run: str | None = None  # a fanned-out run's id (its scheduled time)
+    shards: int = 0  # shards of a fanned-out run (0: one invocation did the whole run)
+    shard: int | None = None  # which shard this invocation did
+    already_done: bool = False  # a redelivered shard, finished before: nothing done
 
 
 def run_monitor(
-    now: datetime | None = None, store: LeadStore | None = None, followup_store: FollowupStore | None = None
+    now: datetime | None = None,
+    store: LeadStore | None = None,
+    followup_store: FollowupStore | None = None,
+    scheduled: str | None = None,
 ) -> MonitorReport:
     """One scheduled run: for every location, rescore the index's candidates now and queue one job
-    per lead that qualifies, highest intent first."""
+    per lead that qualifies, highest intent first. A run with more candidates than one invocation
+    should rescore is fanned out instead (monitor_shards): this invocation queues its shards, and
+    `run_shard` does each. `scheduled` is the schedule event's time, the run's id."""
     started = time.perf_counter()
     now = now or datetime.now(UTC)
     config = settings()
     store = store or LeadStore()
     fstore = followup_store or FollowupStore(store.cache)
     report = MonitorReport()
+    at = now.timestamp()
+    if not _may_queue(report, fstore, at):
+        return report
+    locations = store.locations()
+    report.locations = len(locations)
+    for location_id in locations:
+        report.expired += store.sweep_expired(location_id, at)
+    fan = monitor_shards.shard_settings()
+    if fan.monitor_shard_queue_url:
+        counts = monitor_shards.candidate_counts(store.cache, locations, config.min_likelihood)
+        if sum(counts.values()) > fan.monitor_shard_leads:
+            report.run = monitor_shards.run_id(scheduled, now)
+            report.candidates = sum(counts.values())
+            report.shards = monitor_shards.fan_out(
+                store.cache,
+                report.run,
+                counts,
+                config.min_likelihood,
+                fan.monitor_shard_leads,
+                fan.monitor_shard_queue_url,
+            )
+            count("MonitorShards", report.shards, outcome="queued")
+            report.seconds = round(time.perf_counter() - started, 3)
+            return report
+    for location_id in locations:
+        pages = store.candidates(location_id, config.min_likelihood)
+        _scan(location_id, pages, now, config, store, fstore, report)
+    report.seconds = round(time.perf_counter() - started, 3)
+    return report
+
+
+def run_shard(
+    shard: monitor_shards.Shard,
+    lease_seconds: float,
+    now: datetime | None = None,
+    store: LeadStore | None = None,
+    followup_store: FollowupStore | None = None,
+) -> MonitorReport:
+    """One shard of a fanned-out run, at most once: a shard finished before does nothing; one that
+    another invocation is doing raises ShardBusy (SQS delivers it again later). The same guardrails,
+    job ids and claims as a whole run."""
+    started = time.perf_counter()
+    now = now or datetime.now(UTC)
+    config = settings()
+    store = store or LeadStore()
+    fstore = followup_store or FollowupStore(store.cache)
+    report = MonitorReport(run=shard.run, shards=shard.count, shard=shard.index)
+    taken = monitor_shards.claim(store.cache, shard, lease_seconds)
+    if taken.outcome == monitor_shards.DONE:
+        report.already_done = True
+        count("MonitorShards", outcome="repeated")
+        return report
+    if taken.outcome == monitor_shards.BUSY:
+        raise monitor_shards.ShardBusy(f"shard {shard.index} of run {shard.run} is being done elsewhere")
+    try:
+        if _may_queue(report, fstore, now.timestamp()):
+            for part in shard.parts:
+                report.locations += 1
+                pages: Iterable[list[tuple[str, float]]]
+                if part.split:
+                    pages = monitor_shards.snapshot_pages(store.cache, part, shard.run)
+                    # the location's write-back budget, shared by its pieces
+                    budget = writeback.MONITOR_BUDGET // part.pieces
+                    budget += int(part.piece < writeback.MONITOR_BUDGET % part.pieces)
+                    _scan(part.location_id, pages, now, config, store, fstore, report, budget, part.piece == 0)
+                    monitor_shards.piece_done(store.cache, part, shard.run)
+                else:
+                    pages = store.candidates(part.location_id, config.min_likelihood)
+                    _scan(part.location_id, pages, now, config, store, fstore, report)
+    except BaseException:
+        with contextlib.suppress(Exception):  # else its lease ends it
+            monitor_shards.give_back(store.cache, taken)
+        raise
+    monitor_shards.finish(store.cache, taken)
+    count("MonitorShards", outcome="done")
+    report.seconds = round(time.perf_counter() - started, 3)
+    return report
+
+
+def _may_queue(report: MonitorReport, fstore: FollowupStore, at: float) -> bool:
+    """Monitoring is on and no spilled event waits for replay (a STOP may be one); else say why not."""
     if not fstore.monitoring_enabled():
         report.enabled = False
-        return report
-    at = now.timestamp()
+        return False
     if replay_pending(at):
         report.held_for_replay = True
         logger.warning("spilled events wait for replay: the monitor queues nothing this run")
-        return report
-    for location_id in store.locations():
-        report.locations += 1
-        report.expired += store.sweep_expired(location_id, at)
-        jobs: list[Job] = []
-        fresh: dict[str, float] = {}
-        gone: list[str] = []
-        for page in store.candidates(location_id, config.min_likelihood):
-            report.candidates += len(page)
-            states = store.load_many(location_id, [cid for cid, _ in page])
-            gone += [cid for cid, _ in page if cid not in states]
-            hot: dict[str, LeadState] = {}
-            for cid, state in states.items():
-                fresh[cid] = likelihood(state, at)
-                if fresh[cid] >= config.min_likelihood:
-                    hot[cid] = state
-            limits = {cid: guardrails.limits(state, now, config) for cid, state in hot.items()}
-            followups = fstore.followups(location_id, {cid: limit.day_start for cid, limit in limits.items()}, at)
-            for cid, state in hot.items():
-                decision = decide(location_id, cid, state, followups[cid], limits[cid], now, config, "monitor")
-                if decision.job:
-                    jobs.append(decision.job)
-                else:
-                    reason = decision.reason or "unknown"
-                    report.skipped[reason] = report.skipped.get(reason, 0) + 1
-        store.refresh_index(location_id, fresh, gone)
-        writeback.monitor_pass(location_id, fresh, at)  # never raises
-        for level, n in Counter(intent_level(score) for score in fresh.values()).items():
-            count("LeadsByIntent", n, intent=level)
-        jobs.sort(key=lambda job: -job.likelihood_score)
-        report.eligible += len(jobs)
-        if jobs:
-            outcomes = _queue(location_id, jobs, fstore)
-            report.queued += outcomes.pop("queued", 0)
-            for reason, n in outcomes.items():
-                report.skipped[reason] = report.skipped.get(reason, 0) + n
-    report.seconds = round(time.perf_counter() - started, 3)
-    return report
+        return False
+    return True
+
+
+def _scan(
+    location_id: str,
+    pages: Iterable[list[tuple[str, float]]],
+    now: datetime,
+    config: Settings,
+    store: LeadStore,
+    fstore: FollowupStore,
+    report: MonitorReport,
+    writeback_budget: int = writeback.MONITOR_BUDGET,
+    drain_waiting: bool = True,
+) -> None:
+    """Rescore one location's candidates (pages of the index, highest first), tighten the index,
+    queue their write-backs and one job per lead that qualifies, highest intent first."""
+    at = now.timestamp()
+    jobs: list[Job] = []
+    fresh: dict[str, float] = {}
+    gone: list[str] = []
+    for page in pages:
+        report.candidates += len(page)
+        states = store.load_many(location_id, [cid for cid, _ in page])
+        gone += [cid for cid, _ in page if cid not in states]
+        hot: dict[str, LeadState] = {}
+        for cid, state in states.items():
+            fresh[cid] = likelihood(state, at)
+            if fresh[cid] >= config.min_likelihood:
+                hot[cid] = state
+        limits = {cid: guardrails.limits(state, now, config) for cid, state in hot.items()}
+        followups = fstore.followups(location_id, {cid: limit.day_start for cid, limit in limits.items()}, at)
+        for cid, state in hot.items():
+            decision = decide(location_id, cid, state, followups[cid], limits[cid], now, config, "monitor")
+            if decision.job:
+                jobs.append(decision.job)
+            else:
+                reason = decision.reason or "unknown"
+                report.skipped[reason] = report.skipped.get(reason, 0) + 1
+    store.refresh_index(location_id, fresh, gone)
+    writeback.monitor_pass(location_id, fresh, at, writeback_budget, drain_waiting)  # never raises
+    for level, n in Counter(intent_level(score) for score in fresh.values()).items():
+        count("LeadsByIntent", n, intent=level)
+    jobs.sort(key=lambda job: -job.likelihood_score)
+    report.eligible += len(jobs)
+    if jobs:
+        outcomes = _queue(location_id, jobs, fstore)
+        report.queued += outcomes.pop("queued", 0)
+        for reason, n in outcomes.items():
+            report.skipped[reason] = report.skipped.get(reason, 0) + n

@@ -186,15 +186,21 @@ def maybe_queue_many(
         return 0
 
 
-def monitor_pass(location_id: str, fresh: Mapping[str, float], now: float) -> int:
+def monitor_pass(
+    location_id: str, fresh: Mapping[str, float], now: float, budget: int = MONITOR_BUDGET, drain: bool = True
+) -> int:
     """The monitor's share, after rescoring `fresh` (contact id -> likelihood now): their write-backs
-    when due, and those of the leads that waited (see the module's docstring). Never raises."""
-    try:
-        waiting = _drain_waiting(location_id, now)
-    except Exception as exc:
-        logger.warning("waiting write-backs not read", extra={"location_id": location_id, "error": type(exc).__name__})
-        waiting = {}
-    return maybe_queue_many(location_id, waiting | dict(fresh), MONITOR_BUDGET, frozenset(waiting))
+    when due, and those of the leads that waited (see the module's docstring). Never raises. A run
+    fanned out over several shards of one location gives each a part of the `budget`, and drains
+    the waiting set in one of them (`drain`)."""
+    waiting: dict[str, float] = {}
+    if drain:
+        try:
+            waiting = _drain_waiting(location_id, now)
+        except Exception as exc:
+            extra = {"location_id": location_id, "error": type(exc).__name__}
+            logger.warning("waiting write-backs not read", extra=extra)
+    return maybe_queue_many(location_id, waiting | dict(fresh), budget, frozenset(waiting))
 
 
 def _waiting_key(location_id: str) -> str:
