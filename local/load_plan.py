@@ -57,7 +57,13 @@ SIGNALS = {
     "buyer": ("property_search", "listing_view", "virtual_tour_view", "neighborhood_research", "website_visit"),
     "browser": ("website_visit", "email_open", "listing_view"),
 }
-URGENT_BURST = ("pricing_tool_usage",) * 3 + ("neighborhood_research",) * 2 + ("market_report_engagement",) * 2
+# From nothing to urgent (81) in one batch, so the webhook's fast path queues a job at once.
+URGENT_BURST = (
+    ("pricing_tool_usage",) * 3
+    + ("neighborhood_research",) * 2
+    + ("market_report_engagement",) * 2
+    + ("property_search",) * 3
+)
 FORM_SOURCE, AD_SOURCE = "Home Value Form", "Facebook Ad"  # a form's ContactCreate is an agent inquiry
 REPLIES = ("Yes, still looking", "Can we see it Saturday?", "What would mine sell for?", "Thanks!", "Call me later")
 AREA_CODES = ("617", "312", "206", "512", "303", "415", "212", "702")  # none in Florida (its own rules)
