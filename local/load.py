@@ -153,10 +153,12 @@ class Client:
         sent = time.time()
         try:
             reply = self.http.post(f"/webhooks/{step.route}", content=step.body, headers=step.headers)
-            status = reply.status_code
-            outcome = str(reply.json().get("status")) if status == 200 else reply.text[:120]
-        except (httpx.HTTPError, ValueError) as exc:
+        except httpx.HTTPError as exc:
             status, outcome = 0, type(exc).__name__
+        else:
+            status, outcome = reply.status_code, reply.text[:120]
+            with contextlib.suppress(ValueError, AttributeError):
+                outcome = str(reply.json().get("status")) if status == 200 else outcome
         attempt = Attempt(sent, time.time(), status, outcome)
         with self.lock:
             first = not step.attempts
@@ -274,7 +276,7 @@ class LoadRun:
             # which outlives it (redis-server dies with the thread that started it, PR_SET_PDEATHSIG).
             stream = threading.Thread(target=self._stream, args=(client,), name="stream", daemon=True)
             stream.start()
-            self._outage(client, redis)
+            self._outage(client, redis, stream)
             stream.join()
             self.timing.stream_done = time.time()
             self.say(
@@ -305,15 +307,15 @@ class LoadRun:
                 gate.acquire()
                 self.sent.append(step)
                 pool.submit(client.send, step).add_done_callback(lambda _: gate.release())
-                if len(self.sent) % 5000 == 0:
-                    self.say(f"  {len(self.sent):,} sent, {time.time() - self.timing.started:.0f} s")
+                if (step.index + 1) % 5000 == 0:
+                    self.say(f"  {step.index + 1:,} sent, {time.time() - self.timing.started:.0f} s")
 
-    def _outage(self, client: Client, redis: DurableRedis) -> None:
+    def _outage(self, client: Client, redis: DurableRedis, stream: threading.Thread) -> None:
         """Kill Redis once `kill_after` requests are answered; the outage's STOPs; restart it."""
-        while client.answered < self.plan.kill_after and len(self.sent) < len(self.plan.steps):
+        while client.answered < self.plan.kill_after and stream.is_alive():
             time.sleep(0.01)
         if client.answered < self.plan.kill_after:
-            return  # the budget ran out first
+            return  # the stream ended first (its budget spent)
         self.outage.killed_at = time.time()
         self.outage.answers_before = client.answered
         client.redis_down.set()
