@@ -24,7 +24,7 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
+import subprocess  # nosec B404 # starts and kills the run's redis-server
 import sys
 import tempfile
 import threading
@@ -92,7 +92,7 @@ class DurableRedis:
 
         command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
         command += ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.directory)]
-        self.process = subprocess.Popen(
+        self.process = subprocess.Popen(  # nosec B603 # no shell; redis-server found on PATH
             command,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -207,7 +207,7 @@ class LoadRun:
         log_path = state_dir / "stack.log"
         # The append-only file in memory where there is a tmpfs: a process killed loses nothing
         # written to it all the same, and an fsync on every write costs nothing there.
-        shm = Path("/dev/shm")  # noqa: S108 - a folder of its own in it (mkdtemp)
+        shm = Path("/dev/shm")  # noqa: S108  # nosec B108 # a folder of its own in it (mkdtemp)
         aof_dir = Path(tempfile.mkdtemp(prefix="leadflow-load-redis-", dir=shm if os.access(shm, os.W_OK) else None))
         redis = DurableRedis(aof_dir)
         ghl = GhlStandIn(plan.locations[0])
@@ -400,7 +400,7 @@ def _sqs(stack: Launched) -> Any:
         endpoint_url=stack.health["moto_endpoint"],
         region_name=stack.health["region"],
         aws_access_key_id="local",
-        aws_secret_access_key="local",  # noqa: S106 - moto's, not a secret
+        aws_secret_access_key="local",  # noqa: S106  # nosec B106 # moto's, not a secret
     )
 
 

@@ -165,7 +165,7 @@ class Plan:
     def __init__(self, webhooks: int, leads: int, locations: int, seed: int, now: float | None = None) -> None:
         if leads < 20 or locations < 1 or webhooks < leads * 3:
             raise ValueError("a load run needs at least 20 leads, a location, and 3 webhooks a lead")
-        self.rng = random.Random(seed)  # noqa: S311 - traffic, not secrets
+        self.rng = random.Random(seed)  # noqa: S311  # nosec B311 # reproducible traffic, not secrets
         self.run_id = f"load-{uuid.UUID(int=self.rng.getrandbits(128)).hex[:6]}"
         self.locations = [f"{self.run_id}-{i}" for i in range(locations)]
         self.now = time.time() if now is None else now
