@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-cluster lint openapi build bench bench-fanout dev demo token clean
+.PHONY: setup test test-cluster lint openapi build bench bench-fanout load dev demo token clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo 'no usable Python 3.11+ found' >&2; exit 1; }
@@ -61,6 +61,11 @@ bench: setup
 # 1,000,000 leads, a fanned-out monitor run and the same run in one invocation: several minutes, so not in `bench`.
 bench-fanout: setup
 	$(PY) bench/fanout.py
+
+# 50,000 signed webhooks through the local stack, Redis killed once, then an exact reconciliation
+# table (exit 1 when a line fails). Options: make load LOAD_ARGS="--webhooks 5000 --outage 20".
+load: setup
+	$(PY) -m local.load $(LOAD_ARGS)
 
 dev: setup
 	$(PY) -m local

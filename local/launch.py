@@ -9,7 +9,7 @@ import socket
 import subprocess  # nosec B404 # starts the local stack
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,8 @@ def launch(
     *,
     state_dir: Path | None = None,
     drop_env: Iterable[str] = (),
+    env: Mapping[str, str] | None = None,
+    verbose: bool = False,
     timeout: float = START_TIMEOUT,
 ) -> Launched:
     """Start the stack on a free port with the monitor every `interval` seconds; return once it is
@@ -67,23 +69,25 @@ def launch(
     with another (up to PORT_ATTEMPTS).
 
     `drop_env` names variables of this process's environment the stack must not see (a user's
-    REDIS_URL or keys, for a run that must stay on this machine)."""
-    dropped = set(drop_env)
+    REDIS_URL or keys, for a run that must stay on this machine); `env` adds variables (after the
+    drop); `verbose` puts the functions' own logs and metrics in the log too (`python -m local --verbose`)."""
+    base = {k: v for k, v in os.environ.items() if k not in set(drop_env)} | dict(env or {}) | {"NO_COLOR": "1"}
     for _ in range(PORT_ATTEMPTS - 1):
         try:
-            return _launch(free_port(), interval, log_path, state_dir, dropped, timeout)
+            return _launch(free_port(), interval, log_path, state_dir, base, verbose, timeout)
         except PortTaken:
             continue
-    return _launch(free_port(), interval, log_path, state_dir, dropped, timeout)
+    return _launch(free_port(), interval, log_path, state_dir, base, verbose, timeout)
 
 
 def _launch(
-    port: int, interval: int, log_path: Path, state_dir: Path | None, dropped: set[str], timeout: float
+    port: int, interval: int, log_path: Path, state_dir: Path | None, env: dict[str, str], verbose: bool, timeout: float
 ) -> Launched:
-    env = {k: v for k, v in os.environ.items() if k not in dropped} | {"NO_COLOR": "1"}
     command = [sys.executable, "-m", "local", "--port", str(port), "--interval", str(interval)]
     if state_dir is not None:
         command += ["--state-dir", str(state_dir)]
+    if verbose:
+        command.append("--verbose")
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)  # nosec B603 # no shell; our own argv
     launched = Launched(process, f"http://127.0.0.1:{port}", {}, log_path)
