@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Queues, _clear_caches
-from tests.helpers import HOT, URGENT, load_app, load_event, seed_lead, zone_at
+from tests.helpers import HOT, URGENT, load_app, load_event, raw_redis, seed_lead, zone_at
 
 URGENT_SMS = {signal: n for signal, n in URGENT.items() if signal != "agent_inquiry"}
 SCHEDULED = "2026-11-25T17:05:00Z"  # tests/events/eventbridge_schedule.json
@@ -260,8 +260,6 @@ def test_a_switched_off_monitor_plans_nothing(
 def test_the_sharded_run_queues_the_same_jobs_as_one_invocation_on_the_same_data(
     redis_url: str, queues: Queues, shard_queue: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import redis
-
     from leadflow import monitor_shards
     from leadflow.followup import run_monitor, run_shard
 
@@ -294,7 +292,7 @@ def test_the_sharded_run_queues_the_same_jobs_as_one_invocation_on_the_same_data
     expected = queued()
 
     # Given the same leads again, When the run is fanned out in shards of 4 and each shard is done
-    redis.Redis.from_url(redis_url).flushdb()
+    raw_redis(redis_url).flushdb()  # every master, in cluster mode
     seed()
     monkeypatch.setenv("MONITOR_SHARD_LEADS", "4")
     _clear_caches()
