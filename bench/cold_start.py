@@ -19,12 +19,13 @@ boto3; this venv also holds the dev tools, some of which change what an import d
 rich and click for its command line when they are installed). So the children are shown only the
 distributions the layer would install (--all-installed shows them everything).
 
-Then, per function, the clients its first invocations create lazily (boto3 clients, the Redis client
-object; none connects): work a SnapStart snapshot could hold if it were moved into init, timed the
-same way after the handler's import. Connections themselves (Redis TLS, Secrets Manager) cannot be
-measured here: nothing here is in a VPC next to ElastiCache.
+Then, per function, what its first invocations make lazily (boto3 and its clients, the Redis client
+object, the batch and idempotency utilities, the Claude SDK; none connects), each timed alone after
+the handler's import; and the send function's init with what its SnapStart hook imports before a
+snapshot (leadflow/snapstart.py). Connections (Redis TLS, Secrets Manager, GHL) and a snapshot's
+restore cannot be measured here: nothing here is Lambda, or in a VPC next to ElastiCache.
 
-    .venv/bin/python bench/cold_start.py [--repeat 7] [--tracing off|sdk|both] [--all-installed]
+    .venv/bin/python bench/cold_start.py [--repeat 7] [--tracing off|sdk|both] [--all-installed] [--imports-only]
 """
 
 from __future__ import annotations
@@ -49,19 +50,22 @@ BARE = (
 RUNTIME_PROVIDED = ("boto3",)  # the Lambda Python runtime ships boto3 and botocore
 NEVER_HIDDEN = frozenset({"leadflow", "app"})
 
-# The lazily created clients, by the function whose first invocations create them.
+# What first invocations make lazily, by function; each step is timed alone after `import app`.
 FIRST_USE = {
-    "webhook": ("settings", "redis", "sqs", "secretsmanager"),
+    "webhook": ("settings", "redis", "sqs", "secrets", "replay path"),
     "score": ("settings", "redis"),
     "monitor": ("settings", "redis", "sqs"),
-    "send": ("settings", "redis", "sqs", "secretsmanager", "httpx"),
+    "send": ("settings", "redis", "sqs", "secrets", "ghl http", "queue path", "claude sdk"),
 }
-CLIENTS = {
+STEPS = {
     "settings": "from leadflow.config import settings; settings()",
-    "redis": "from leadflow.redis_client import cache; cache()",
-    "sqs": "from leadflow.jobs import sqs; sqs()",
-    "secretsmanager": "from leadflow.config import _secrets; _secrets()",
-    "httpx": "from leadflow.ghl import http; http()",
+    "redis": "from leadflow.redis_client import cache; cache()",  # the client object: no connection
+    "sqs": "from leadflow.jobs import sqs; sqs()",  # boto3 and its SQS client
+    "secrets": "from leadflow.config import _secrets; _secrets()",  # Powertools' Secrets Manager provider
+    "ghl http": "from leadflow.ghl import http; http()",
+    "replay path": "app.processor()",  # the batch utility
+    "queue path": "app.processor(); app._once()",  # the batch and idempotency utilities
+    "claude sdk": "import anthropic",
 }
 
 # Runs in the child: hide what Lambda would not have, then time `body` alone.
@@ -150,13 +154,15 @@ def child_env(function: str, tracing: str) -> dict[str, str]:
     return env
 
 
-def run_child(function: str, tracing: str, setup: str, body: str, hidden: list[str]) -> tuple[float, float, int]:
+def run_child(
+    function: str, tracing: str, setup: str, body: str, hidden: list[str], **extra_env: str
+) -> tuple[float, float, int]:
     """(wall seconds, CPU seconds, modules loaded) of `body` in a fresh interpreter."""
     code = CHILD.format(hidden=hidden, setup=setup, body=body)
     out = subprocess.run(
         [sys.executable, "-c", code],
         cwd=ROOT / "functions" / function,
-        env=child_env(function, tracing),
+        env=child_env(function, tracing) | extra_env,
         capture_output=True,
         text=True,
         check=False,
@@ -197,16 +203,30 @@ def measure_imports(tracings: list[str], repeat: int, hidden: list[str]) -> Runs
 
 
 def measure_first_use(repeat: int, hidden: list[str]) -> None:
-    """The lazily created clients of each function, after its handler's import (tracing off)."""
-    print(f"\nclients created on first use, after the handler's import (tracing off): median wall / cpu of {repeat}")
+    """What each function's first invocations make lazily, after its handler's import (tracing off)."""
+    print(f"\nmade lazily by first invocations, each after the handler's import: median wall/cpu ms of {repeat}")
     for function in FUNCTIONS:
         figures = []
-        for client in FIRST_USE[function]:
-            runs = [run_child(function, "off", "import app", CLIENTS[client], hidden) for _ in range(repeat)]
+        for step in FIRST_USE[function]:
+            runs = [run_child(function, "off", "import app", STEPS[step], hidden) for _ in range(repeat)]
             wall = statistics.median(r[0] for r in runs) * 1000
             cpu = statistics.median(r[1] for r in runs) * 1000
-            figures.append(f"{client} {wall:.0f}/{cpu:.0f} ms")
+            figures.append(f"{step} {wall:.0f}/{cpu:.0f}")
         print(f"  {function:8} " + ", ".join(figures))
+
+
+def measure_snapshot(repeat: int, hidden: list[str]) -> None:
+    """The send function's init without and with what its SnapStart hook imports (a Claude key set)."""
+    preload = "from leadflow.snapstart import preload\npreload(app.snapshot_imports())\n"
+    bodies = {"init": "import app\n", "init + before-snapshot imports": "import app\n" + preload}
+    runs: dict[str, list[tuple[float, float, int]]] = {name: [] for name in bodies}
+    for _ in range(repeat):
+        for name, body in bodies.items():
+            runs[name].append(run_child("send", "off", "", body, hidden, ANTHROPIC_API_KEY="sk-ant-bench"))
+    print(f"\nSnapStart, send function (tracing off, a Claude key set): median of {repeat}")
+    for name, measured in runs.items():
+        wall, cpu = statistics.median(r[0] for r in measured), statistics.median(r[1] for r in measured)
+        print(f"  {name:31} wall {wall:6.3f}s  cpu {cpu:6.3f}s  modules {measured[-1][2]}")
 
 
 def main() -> None:
@@ -214,7 +234,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--tracing", choices=("off", "sdk", "both"), default="both")
     parser.add_argument("--all-installed", action="store_true", help="do not hide what the layer would not install")
-    parser.add_argument("--no-first-use", action="store_true", help="skip the lazily created clients")
+    parser.add_argument("--imports-only", action="store_true", help="only the init tables")
     parser.add_argument("--json", type=Path, help="also write the raw seconds here")
     args = parser.parse_args()
 
@@ -224,8 +244,9 @@ def main() -> None:
     runs = measure_imports(tracings, args.repeat, hidden)
     if args.json:
         args.json.write_text(json.dumps(runs, indent=1))
-    if not args.no_first_use:
+    if not args.imports_only:
         measure_first_use(args.repeat, hidden)
+        measure_snapshot(args.repeat, hidden)
 
 
 if __name__ == "__main__":
