@@ -118,7 +118,7 @@ def test_a_snapshot_hook_imports_its_modules_when_run_and_not_before(monkeypatch
     assert (asked, "colorsys" in sys.modules) == (["now"], True)
 
 
-def test_the_send_function_registers_its_queue_path_and_claude_for_the_snapshot(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_send_function_registers_its_queue_path_and_claude_for_a_snapshot(monkeypatch: pytest.MonkeyPatch) -> None:
     from leadflow.config import settings
 
     hooks = fake_runtime_hooks(monkeypatch)
