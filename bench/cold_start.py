@@ -9,10 +9,11 @@ bare dependencies every function has anyway:
     from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
     import boto3, cryptography, pydantic, redis
 
-Runs are interleaved (one of each per round) and each figure is the median of --repeat rounds; the
-ratio is handler / bare. Two tracing settings are measured: `off` (POWERTOOLS_TRACE_DISABLED=true,
-as the tests and the local stack run) and `sdk` (the X-Ray SDK on, as Powertools' Tracer is inside
-Lambda when nothing disables it). The interpreter's own start-up is outside every figure.
+Runs are interleaved (one of each per round); each figure is the median of --repeat rounds, in wall
+time and in the child's CPU time (the steadier of the two on a shared machine); the ratio is handler
+/ bare. Two tracing settings: `off` (POWERTOOLS_TRACE_DISABLED=true: the template's default, the
+tests and the local stack) and `sdk` (TracerSdk=true: Powertools' Tracer and the X-Ray SDK, as inside
+Lambda when nothing disables them). The interpreter's own start-up is outside every figure.
 
 Lambda has only the layer (layers/common/requirements.txt and what it pulls in) and the runtime's
 boto3; this venv also holds the dev tools, some of which change what an import does (httpx imports
@@ -25,18 +26,28 @@ the handler's import; and the send function's init with what its SnapStart hook 
 snapshot (leadflow/snapstart.py). Connections (Redis TLS, Secrets Manager, GHL) and a snapshot's
 restore cannot be measured here: nothing here is Lambda, or in a VPC next to ElastiCache.
 
+--as-shipped times each init once more from a copy of the layer and the functions as a SAM zip
+leaves them (source files dated 1980: a timestamp .pyc never validates, so every module compiles on
+every cold start, /opt and /var/task being read-only), and from the same copy with checked-hash .pyc
+(PEP 552), which validate whatever the dates. The other figures have this venv's valid bytecode.
+
     .venv/bin/python bench/cold_start.py [--repeat 7] [--tracing off|sdk|both] [--all-installed] [--imports-only]
+        [--as-shipped]
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
+import py_compile
 import re
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 from importlib import metadata
 from pathlib import Path
 
@@ -49,6 +60,7 @@ BARE = (
 )
 RUNTIME_PROVIDED = ("boto3",)  # the Lambda Python runtime ships boto3 and botocore
 NEVER_HIDDEN = frozenset({"leadflow", "app"})
+SAM_ZIP_TIME = 315_532_800  # 1980-01-01T00:00:00Z, the date a zip entry without one reads as
 
 # What first invocations make lazily, by function; each step is timed alone after `import app`.
 FIRST_USE = {
@@ -229,6 +241,61 @@ def measure_snapshot(repeat: int, hidden: list[str]) -> None:
         print(f"  {name:31} wall {wall:6.3f}s  cpu {cpu:6.3f}s  modules {measured[-1][2]}")
 
 
+def ship(dest: Path) -> None:
+    """The layer and the functions' code laid out as Lambda has them (/opt/python, /var/task), source
+    files only, every file dated 1980-01-01 as a SAM zip's entries leave them (they carry no time)."""
+    from packaging.utils import canonicalize_name
+
+    python, keep = dest / "python", layer_distributions()
+    for dist in metadata.distributions():
+        if canonicalize_name(dist.metadata["Name"]) not in keep:
+            continue
+        for file in dist.files or []:
+            source = Path(str(dist.locate_file(file)))
+            if "__pycache__" in file.parts or file.suffix == ".pyc" or ".." in file.parts or not source.is_file():
+                continue
+            (python / file).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, python / file)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(ROOT / "layers" / "common" / "leadflow", python / "leadflow", ignore=ignore)
+    shutil.copytree(ROOT / "functions", dest / "functions", ignore=ignore)
+    for shipped in dest.rglob("*"):
+        os.utime(shipped, (SAM_ZIP_TIME, SAM_ZIP_TIME))
+
+
+def measure_bytecode(repeat: int) -> None:
+    """Init as shipped, no bytecode that validates (a timestamp .pyc never matches a 1980 date: every
+    module compiles on every cold start), against the same tree with checked-hash .pyc (PEP 552),
+    which validate by the source's hash whatever its date. Runs with -S: only that tree is importable."""
+    with tempfile.TemporaryDirectory() as tmp:
+        trees = {"source only": Path(tmp) / "source", "checked-hash .pyc": Path(tmp) / "hashed"}
+        ship(trees["source only"])
+        shutil.copytree(trees["source only"], trees["checked-hash .pyc"])
+        mode = py_compile.PycInvalidationMode.CHECKED_HASH
+        compileall.compile_dir(trees["checked-hash .pyc"], quiet=1, invalidation_mode=mode, workers=0)
+        print(f"\ninit as shipped (tracing off): median wall/cpu of {repeat}")
+        for function in FUNCTIONS:
+            figures = []
+            for name, tree in trees.items():
+                env = child_env(function, "off") | {
+                    "PYTHONPATH": f"{tree / 'python'}:{tree / 'functions' / function}",
+                    "PYTHONDONTWRITEBYTECODE": "1",
+                }
+                code = CHILD.format(hidden=[], setup="", body="import app")
+                runs = []
+                for _ in range(repeat):
+                    out = subprocess.run(
+                        [sys.executable, "-S", "-c", code], cwd=tree / "functions" / function, env=env,
+                        capture_output=True, text=True, check=False,
+                    )  # fmt: skip
+                    if out.returncode != 0:
+                        sys.exit(f"bench: {function} as shipped failed:\n{out.stderr[-3000:]}")
+                    runs.append([float(x) for x in out.stdout.split()[-3:-1]])
+                wall, cpu = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+                figures.append(f"{name} {wall:.3f}/{cpu:.3f} s")
+            print(f"  {function:8} " + ", ".join(figures))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=7)
@@ -236,6 +303,7 @@ def main() -> None:
     parser.add_argument("--all-installed", action="store_true", help="do not hide what the layer would not install")
     parser.add_argument("--imports-only", action="store_true", help="only the init tables")
     parser.add_argument("--json", type=Path, help="also write the raw seconds here")
+    parser.add_argument("--as-shipped", action="store_true", help="also init from source only vs checked-hash .pyc")
     args = parser.parse_args()
 
     hidden = [] if args.all_installed else hidden_modules()
@@ -247,6 +315,8 @@ def main() -> None:
     if not args.imports_only:
         measure_first_use(args.repeat, hidden)
         measure_snapshot(args.repeat, hidden)
+    if args.as_shipped:
+        measure_bytecode(args.repeat)
 
 
 if __name__ == "__main__":
