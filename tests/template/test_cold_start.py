@@ -60,6 +60,14 @@ def test_the_send_function_is_invoked_through_its_alias_so_snapstart_applies_to_
     assert invoked_by_api == {alias_id}
 
 
+def test_turning_snapstart_on_or_off_publishes_a_new_version(resources: dict[str, Any]) -> None:
+    # SAM's version name hashes the properties as written (the parameter's Ref, whatever its value), so
+    # the value reaches the version through its Description, whose change CloudFormation makes a replacement:
+    # a new version, published from the function as now configured, and a snapshot of it
+    [version] = of_type(resources, "AWS::Lambda::Version").values()
+    assert "${SendSnapStart}" in version["Properties"]["Description"]["Fn::Sub"]
+
+
 def test_the_send_function_has_nothing_snapstart_cannot_run_with(resources: dict[str, Any]) -> None:
     # SnapStart: Python 3.12 or later; no provisioned concurrency, no EFS, ephemeral storage of 512 MB at most
     send = resources["SendFunction"]["Properties"]
