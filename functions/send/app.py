@@ -14,7 +14,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, Field
 
-from leadflow import sending, snapstart, writeback
+from leadflow import sending, writeback
 from leadflow.config import settings
 from leadflow.followup_store import FollowupStore
 from leadflow.http import install_error_handlers
@@ -98,26 +98,6 @@ def _once() -> Callable[..., dict[str, Any]]:
     persistence = CachePersistenceLayer(client=cache().client)
     once = idempotent_function(data_keyword_argument="job", config=idempotency(), persistence_store=persistence)
     return once(send_once)
-
-
-# What a first job imports (the queue's path, boto3 for SQS and Secrets Manager, the Claude SDK when a
-# key is configured: about 2 s of CPU by itself), imported before a SnapStart snapshot and only then.
-QUEUE_PATH_IMPORTS = (
-    "boto3",
-    "aws_lambda_powertools.utilities.batch",
-    "aws_lambda_powertools.utilities.idempotency",
-    "aws_lambda_powertools.utilities.idempotency.persistence.cache",
-    "aws_lambda_powertools.utilities.parameters",
-)
-
-
-def snapshot_imports() -> tuple[str, ...]:
-    config = settings()
-    claude = ("anthropic",) if config.anthropic_api_key or config.anthropic_api_key_secret_arn else ()
-    return (*QUEUE_PATH_IMPORTS, *claude)
-
-
-snapstart.before_snapshot(snapshot_imports)
 
 
 class TooLittleTime(Exception):

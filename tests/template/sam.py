@@ -64,16 +64,15 @@ def load_template() -> dict[str, Any]:
     return template
 
 
-def transform(sam_template: dict[str, Any], artifacts: dict[str, str] | None = None) -> dict[str, Any]:
-    """The SAM transform, offline: CodeUri/ContentUri as S3 URIs (as `sam package` leaves them; `artifacts`
-    names other ones by logical id) and an empty managed-policy map (the policy templates need no lookups);
-    a region, no credentials."""
+def transform(sam_template: dict[str, Any]) -> dict[str, Any]:
+    """The SAM transform, offline: CodeUri/ContentUri as S3 URIs (as `sam package` leaves them) and an
+    empty managed-policy map (the policy templates need no lookups); a region, no credentials."""
     template = copy.deepcopy(sam_template)
     for logical_id, resource in template["Resources"].items():
         properties = resource.get("Properties", {})
         for key in ("CodeUri", "ContentUri"):
             if key in properties:
-                properties[key] = (artifacts or {}).get(logical_id, f"s3://leadflow-artifacts/{logical_id}.zip")
+                properties[key] = f"s3://leadflow-artifacts/{logical_id}.zip"
     translated: dict[str, Any] = Translator(
         None, Parser(), boto_session=boto3.session.Session(region_name=REGION)
     ).translate(template, parameter_values=dict(REQUIRED_PARAMETERS), get_managed_policy_map=dict)
@@ -119,14 +118,6 @@ def granted(resources: dict[str, Any], function: str, action: str) -> set[str]:
         if allows(statement, action)
         for name in resource_names(statement)
     }
-
-
-def consumer(resources: dict[str, Any], mapping: dict[str, Any]) -> str:
-    """The function an event source mapping invokes: named directly, or through its alias (AutoPublishAlias)."""
-    target: str = mapping["Properties"]["FunctionName"]["Ref"]
-    if resources[target]["Type"] == "AWS::Lambda::Alias":
-        target = resources[target]["Properties"]["FunctionName"]["Ref"]
-    return target
 
 
 def managed_policy_names(role: dict[str, Any]) -> set[str]:

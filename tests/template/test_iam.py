@@ -12,7 +12,6 @@ from tests.template.sam import (
     LOGICAL_ID,
     actions,
     allows,
-    consumer,
     granted,
     managed_policy_names,
     of_type,
@@ -31,7 +30,7 @@ QUEUE_OF = {"webhook": "IntakeQueue", "send": "FollowupQueue"}
 def consumed_queues(resources: dict[str, Any]) -> dict[str, str]:
     """Function logical id -> the queue its event source mapping polls."""
     return {
-        consumer(resources, m): m["Properties"]["EventSourceArn"]["Fn::GetAtt"][0]
+        m["Properties"]["FunctionName"]["Ref"]: m["Properties"]["EventSourceArn"]["Fn::GetAtt"][0]
         for m in of_type(resources, "AWS::Lambda::EventSourceMapping").values()
     }
 

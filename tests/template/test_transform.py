@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from tests.helpers import ROOT
-from tests.template.sam import LOGICAL_ID, consumer, granted, load_template, of_type, statements
+from tests.template.sam import LOGICAL_ID, granted, load_template, of_type, statements
 
 
 def default(sam_template: dict[str, Any], parameter: str) -> Any:
@@ -103,7 +103,8 @@ def test_every_allowed_monitoring_interval_maps_to_a_rate_of_the_same_length(sam
 
 def test_both_queue_consumers_report_batch_item_failures(resources: dict[str, Any]) -> None:
     mappings = {
-        consumer(resources, m): m["Properties"] for m in of_type(resources, "AWS::Lambda::EventSourceMapping").values()
+        m["Properties"]["FunctionName"]["Ref"]: m["Properties"]
+        for m in of_type(resources, "AWS::Lambda::EventSourceMapping").values()
     }
 
     assert mappings["WebhookFunction"]["EventSourceArn"] == {"Fn::GetAtt": ["IntakeQueue", "Arn"]}
@@ -119,7 +120,7 @@ def test_the_send_function_polls_the_followup_queue_with_a_maximum_concurrency_p
     (send,) = [
         m["Properties"]
         for m in of_type(resources, "AWS::Lambda::EventSourceMapping").values()
-        if consumer(resources, m) == "SendFunction"
+        if m["Properties"]["FunctionName"] == {"Ref": "SendFunction"}
     ]
 
     assert send["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "SendMaxConcurrency"}}
@@ -143,7 +144,7 @@ def test_each_work_queue_redrives_to_its_own_encrypted_dead_letter_queue(resourc
 def test_each_queue_hides_a_message_for_at_least_six_times_its_consumers_timeout(resources: dict[str, Any]) -> None:
     for mapping in of_type(resources, "AWS::Lambda::EventSourceMapping").values():
         queue = mapping["Properties"]["EventSourceArn"]["Fn::GetAtt"][0]
-        function = consumer(resources, mapping)
+        function = mapping["Properties"]["FunctionName"]["Ref"]
         timeout = resources[function]["Properties"]["Timeout"]
         visibility = resources[queue]["Properties"]["VisibilityTimeout"]
         assert visibility >= 6 * timeout, (queue, function)

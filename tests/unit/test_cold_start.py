@@ -1,19 +1,17 @@
 """Init imports only what every invocation needs: no X-Ray SDK where tracing is off, no batch or
-idempotency utilities outside the queue paths, no pydantic-settings, no connection at init; and the
-SnapStart hook that imports the queue path before a snapshot, and only then."""
+idempotency utilities outside the queue paths, no pydantic-settings, and no connection at init."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
-from types import ModuleType
 from typing import Any
 
 import pytest
 
-from leadflow import observability, snapstart
-from tests.helpers import ROOT, load_app
+from leadflow import observability
+from tests.helpers import ROOT
 
 LAZY = (
     "aws_xray_sdk",
@@ -86,47 +84,3 @@ def test_without_tracing_the_handler_decorator_leaves_the_handler_as_it_is() -> 
     untraced = observability.Untraced()
     assert untraced.capture_lambda_handler(capture_response=False)(handler) is handler
     assert untraced.capture_lambda_handler(handler) is handler
-
-
-def fake_runtime_hooks(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """`snapshot_restore_py` as Lambda's Python runtime has it, recording the hooks registered."""
-    hooks: list[Any] = []
-    module = ModuleType("snapshot_restore_py")
-    module.register_before_snapshot = hooks.append  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "snapshot_restore_py", module)
-    return hooks
-
-
-def test_outside_lambdas_runtime_no_snapshot_hook_is_registered() -> None:
-    assert snapstart.before_snapshot(lambda: ["json"]) is False
-
-
-def test_a_snapshot_hook_imports_its_modules_when_run_and_not_before(monkeypatch: pytest.MonkeyPatch) -> None:
-    hooks = fake_runtime_hooks(monkeypatch)
-    asked: list[str] = []
-
-    def modules() -> list[str]:
-        asked.append("now")
-        return ["colorsys"]
-
-    monkeypatch.delitem(sys.modules, "colorsys", raising=False)
-    assert snapstart.before_snapshot(modules) is True
-    assert (asked, "colorsys" in sys.modules) == ([], False)
-
-    [hook] = hooks
-    hook()
-    assert (asked, "colorsys" in sys.modules) == (["now"], True)
-
-
-def test_the_send_function_registers_its_queue_path_and_claude_for_a_snapshot(monkeypatch: pytest.MonkeyPatch) -> None:
-    from leadflow.config import settings
-
-    hooks = fake_runtime_hooks(monkeypatch)
-    send = load_app("send")
-
-    assert len(hooks) == 1
-    assert "aws_lambda_powertools.utilities.batch" in send.snapshot_imports()
-    assert "anthropic" not in send.snapshot_imports()  # no Claude key: templates compose the messages
-    monkeypatch.setenv("ANTHROPIC_API_KEY_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:123456789012:secret:claude")
-    settings.cache_clear()
-    assert "anthropic" in send.snapshot_imports()
