@@ -57,6 +57,7 @@ bench: setup
 	$(PY) bench/redis_batch.py
 	$(PY) bench/monitor.py
 	$(PY) bench/speed_to_lead.py
+	$(PY) bench/cold_start.py --as-shipped
 
 # 1,000,000 leads, a fanned-out monitor run and the same run in one invocation: several minutes, so not in `bench`.
 bench-fanout: setup

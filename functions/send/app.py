@@ -4,15 +4,13 @@ message history, stats, and the monitoring switch."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
-from aws_lambda_powertools.utilities.idempotency.persistence.cache import CachePersistenceLayer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, Field
 
@@ -24,11 +22,13 @@ from leadflow.jobs import Job
 from leadflow.observability import logger, metrics, tracer
 from leadflow.redis_client import cache
 
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.batch import BatchProcessor
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+    from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
+
 app = Resolver(enable_validation=True)
 install_error_handlers(app)
-processor = BatchProcessor(event_type=EventType.SQS)
-idempotency = IdempotencyConfig(event_key_jmespath="job_id", expires_after_seconds=3 * 86_400)
-persistence = CachePersistenceLayer(client=cache().client)
 
 LocationQuery = Annotated[str | None, Query(description="GHL location; default GHL_LOCATION_ID")]
 
@@ -121,9 +121,37 @@ def set_monitoring(body: MonitoringRequest, location_id: LocationQuery = None) -
     return {"is_running": body.enabled}
 
 
-@idempotent_function(data_keyword_argument="job", config=idempotency, persistence_store=persistence)
+# The queue's path alone needs the batch and idempotency utilities, made on its first batch: an HTTP
+# request never imports them, and init opens no Redis connection (in cluster mode the client connects
+# when made; a SnapStart snapshot must not hold one either).
+@functools.cache
+def processor() -> BatchProcessor:
+    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+
+    return BatchProcessor(event_type=EventType.SQS)
+
+
+@functools.cache
+def idempotency() -> IdempotencyConfig:
+    from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
+
+    return IdempotencyConfig(event_key_jmespath="job_id", expires_after_seconds=3 * 86_400)
+
+
 def send_once(job: dict[str, Any], attempt: int) -> dict[str, Any]:
+    """One job; called through `_once()`. Its module and name are in its idempotency keys in Redis."""
     return sending.process_job(Job(**job), attempt).to_json()
+
+
+@functools.cache
+def _once() -> Callable[..., dict[str, Any]]:
+    """`send_once` at most once per job_id: Powertools idempotency on the Redis client."""
+    from aws_lambda_powertools.utilities.idempotency import idempotent_function
+    from aws_lambda_powertools.utilities.idempotency.persistence.cache import CachePersistenceLayer
+
+    persistence = CachePersistenceLayer(client=cache().client)
+    once = idempotent_function(data_keyword_argument="job", config=idempotency(), persistence_store=persistence)
+    return once(send_once)
 
 
 class TooLittleTime(Exception):
@@ -138,7 +166,7 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
     job = Job.from_json(record.body)
     if lambda_context and lambda_context.get_remaining_time_in_millis() < sending.LONGEST_JOB_SECONDS * 1000:
         raise TooLittleTime(job.job_id)  # a GHL call cut off by the timeout would have an unknown outcome
-    return send_once(job=_as_dict(job), attempt=attempt)
+    return _once()(job=_as_dict(job), attempt=attempt)
 
 
 def _as_dict(job: Job) -> dict[str, Any]:
@@ -150,6 +178,8 @@ def _as_dict(job: Job) -> dict[str, Any]:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if "Records" in event:
-        idempotency.register_lambda_context(context)
-        return dict(process_partial_response(event, record_handler, processor, context))
+        from aws_lambda_powertools.utilities.batch import process_partial_response
+
+        idempotency().register_lambda_context(context)
+        return dict(process_partial_response(event, record_handler, processor(), context))
     return app.resolve(event, context)

@@ -7,16 +7,25 @@ back to the queue as a batch item failure.
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leadflow import intake
 from leadflow.observability import logger, metrics, tracer
 
-processor = BatchProcessor(event_type=EventType.SQS)
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.batch import BatchProcessor
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+
+@functools.cache
+def processor() -> BatchProcessor:
+    """Powertools' batch utility, imported by the replay path alone: a request never needs it."""
+    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+
+    return BatchProcessor(event_type=EventType.SQS)
 
 
 def replay_record(record: SQSRecord) -> None:
@@ -38,7 +47,9 @@ def _is_sqs(event: Any) -> bool:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if _is_sqs(event):
+        from aws_lambda_powertools.utilities.batch import process_partial_response
+
         return dict(
-            process_partial_response(event=event, record_handler=replay_record, processor=processor, context=context)
+            process_partial_response(event=event, record_handler=replay_record, processor=processor(), context=context)
         )
     return intake.handle_request(event).to_function_url()

@@ -23,6 +23,7 @@ POWERTOOLS = {
     "POWERTOOLS_METRICS_NAMESPACE",
     "POWERTOOLS_LOG_LEVEL",
     "POWERTOOLS_TRACER_CAPTURE_RESPONSE",
+    "POWERTOOLS_TRACE_DISABLED",
 }
 # The monitor's fan-out reads its two settings apart (leadflow.monitor_shards.ShardSettings).
 SHARD_SETTINGS = {name.upper() for name in ShardSettings.model_fields}

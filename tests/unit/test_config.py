@@ -9,7 +9,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from leadflow.config import ConfigError, settings
+from leadflow.config import ConfigError, Settings, settings
 
 
 @pytest.fixture
@@ -90,6 +90,29 @@ def test_an_unknown_send_mode_is_rejected_by_name(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("SEND_MODE", "maybe")
     with pytest.raises(ConfigError, match="SEND_MODE"):
         settings()
+
+
+def test_variable_names_are_matched_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("min_likelihood", "70")
+    monkeypatch.setenv("Sending_Hours", "9-20")
+    assert (settings().min_likelihood, settings().sending_hours) == (70.0, (9, 20))
+
+
+def test_values_given_in_code_win_over_the_environment_which_fills_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MIN_LIKELIHOOD", "70")
+    monkeypatch.setenv("SENDING_HOURS", "9-20")
+    config = Settings(min_likelihood=10)
+    assert (config.min_likelihood, config.sending_hours) == (10.0, (9, 20))
+
+
+def test_values_given_in_code_are_validated_as_the_environment_is() -> None:
+    with pytest.raises(ValueError, match="SENDING_HOURS must look like 8-21"):
+        Settings(sending_hours="8to21")
+
+
+def test_settings_are_frozen() -> None:
+    with pytest.raises(ValueError, match="frozen"):
+        settings().min_likelihood = 1  # type: ignore[misc]
 
 
 def test_settings_are_read_once(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,17 +2,20 @@
 
 Secrets come plain (`GHL_API_KEY`) or by reference (`GHL_API_KEY_SECRET_ARN`), the latter fetched
 through Powertools parameters (cached, so warm invocations do not refetch).
+
+A plain pydantic model reads the environment itself: each field from the variable of its name, in
+any case, keyword arguments first (what pydantic-settings did here, without its import at init).
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import re
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 # GHL's published Ed25519 webhook key (Webhook Integration Guide), base64 SPKI.
 GHL_PUBLISHED_ED25519_KEY = "MCowBQYDK2VwAyEAi2HR1srL4o18O8BRa7gVJY7G7bupbN3H9AwJrHCDiOg="
@@ -24,8 +27,8 @@ class ConfigError(RuntimeError):
     """The environment does not describe a usable configuration; the message says what to fix."""
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, validate_default=True)
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_cluster: bool = False
@@ -58,10 +61,15 @@ class Settings(BaseSettings):
     behavioral_monitoring_interval: int = Field(300, ge=10)
     max_daily_followups_per_lead: int = Field(3, ge=0)
     min_likelihood: float = Field(50.0, ge=0, le=100)
-    sending_hours: Annotated[tuple[int, int], NoDecode] = (8, 21)  # "8-21", not JSON
+    sending_hours: tuple[int, int] = (8, 21)  # "8-21", not JSON
     default_timezone: str = "America/New_York"
     stop_on_reply_hours: float = Field(48.0, ge=0)
     lead_ttl_days: int = Field(180, ge=1)
+
+    def __init__(self, **values: Any) -> None:
+        environ = {name.lower(): value for name, value in os.environ.items()}
+        from_env = {name: environ[name] for name in type(self).model_fields if name in environ}
+        super().__init__(**{**from_env, **values})
 
     @field_validator("sending_hours", mode="before")
     @classmethod

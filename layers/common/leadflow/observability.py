@@ -1,20 +1,55 @@
-"""Logger, Metrics and Tracer, created once; every function shares POWERTOOLS_SERVICE_NAME."""
+"""Logger, Metrics and Tracer, created once; every function shares POWERTOOLS_SERVICE_NAME.
+
+The Tracer is Powertools' only where it traces: its X-Ray SDK import and patching are the largest
+part of a function's init (bench/cold_start.py), so where tracing is off the handlers' decorator is
+a no-op that imports nothing, as Powertools' disabled Tracer is in effect.
+"""
 
 from __future__ import annotations
 
 import os
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.shared import constants
+from aws_lambda_powertools.shared.functions import strtobool
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "leadflow")
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "leadflow")
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def tracing_enabled() -> bool:
+    """Powertools' own rule, without its X-Ray SDK: tracing is on inside Lambda (LAMBDA_TASK_ROOT), not
+    under SAM local or Chalice, unless POWERTOOLS_TRACE_DISABLED is true."""
+    if strtobool(os.environ.get(constants.TRACER_DISABLED_ENV, "false")):
+        return False
+    inside_lambda = bool(os.environ.get(constants.LAMBDA_TASK_ROOT_ENV))
+    emulated = bool(os.environ.get(constants.SAM_LOCAL_ENV) or os.environ.get(constants.CHALICE_LOCAL_ENV))
+    return inside_lambda and not emulated
+
+
+class Untraced:
+    """The Tracer's handler decorator where tracing is off: the handler itself."""
+
+    def capture_lambda_handler(
+        self,
+        lambda_handler: F | None = None,
+        capture_response: bool | None = None,
+        capture_error: bool | None = None,
+    ) -> Any:
+        if lambda_handler is None:
+            return lambda handler: handler
+        return lambda_handler
+
+
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
-tracer = Tracer(service=SERVICE)
+tracer: Tracer | Untraced = Tracer(service=SERVICE) if tracing_enabled() else Untraced()
 
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
 _PHONE = re.compile(r"\+?\d[\d\s().-]{6,}\d")
