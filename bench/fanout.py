@@ -41,7 +41,7 @@ LOAD_BATCH = 10_000  # commands per pipeline of the bulk loader
 
 
 def main() -> None:
-    from leadflow.monitor_shards import DEFAULT_SHARD_LEADS
+    from leadflow.config import DEFAULT_SHARD_LEADS
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--leads", type=int, default=1_000_000)
@@ -193,7 +193,7 @@ def run(args: argparse.Namespace, workload: Any, url: str) -> None:
 
     # The sharded run: the scheduled invocation plans, then each shard as its own invocation would do it.
     os.environ["MONITOR_SHARD_QUEUE_URL"] = SHARDS
-    monitor_shards.shard_settings.cache_clear()
+    settings.cache_clear()
     started = time.perf_counter()
     with quietly():
         planned = run_monitor(now=now, scheduled=now.strftime("%Y-%m-%dT%H:%M:%SZ"))
@@ -240,7 +240,7 @@ def run(args: argparse.Namespace, workload: Any, url: str) -> None:
     # The same run in one invocation, on the same data.
     removed = reset_followups(url)
     os.environ.pop("MONITOR_SHARD_QUEUE_URL")
-    monitor_shards.shard_settings.cache_clear()
+    settings.cache_clear()
     started, began = time.perf_counter(), time.process_time()
     with quietly():
         single = run_monitor(now=now)

@@ -27,13 +27,12 @@ BASE_ENV = {
 
 
 def _clear_caches() -> None:
-    from leadflow import compose, config, ghl, jobs, monitor_shards, redis_client, sending, writeback
+    from leadflow import compose, config, ghl, jobs, redis_client, sending, writeback
     from leadflow.intake import contacts
 
     for cached in (
         config.settings,
         config._secrets,
-        monitor_shards.shard_settings,
         redis_client.cache,
         jobs.sqs,
         sending._redrive,

@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from leadflow.config import Settings
-from leadflow.monitor_shards import ShardSettings
+from leadflow.config import DEFAULT_SHARD_LEADS, Settings
 from tests.helpers import ROOT
 from tests.template.sam import FUNCTIONS, LOGICAL_ID, granted
 
@@ -25,9 +24,7 @@ POWERTOOLS = {
     "POWERTOOLS_TRACER_CAPTURE_RESPONSE",
     "POWERTOOLS_TRACE_DISABLED",
 }
-# The monitor's fan-out reads its two settings apart (leadflow.monitor_shards.ShardSettings).
-SHARD_SETTINGS = {name.upper() for name in ShardSettings.model_fields}
-SETTINGS = {name.upper() for name in Settings.model_fields} | SHARD_SETTINGS
+SETTINGS = {name.upper() for name in Settings.model_fields}
 
 # Environment reads in handler and leadflow code: os.environ["X"], os.environ.get("X"), os.getenv("X").
 _ENV_READ = re.compile(r"os\.(?:environ(?:\.get)?\s*[\[(]|getenv\s*\()\s*[\"']([A-Z0-9_]+)[\"']")
@@ -132,14 +129,13 @@ def test_the_template_defaults_are_settings_the_functions_accept(
     }
 
     # When leadflow reads them, Then they validate, and mean what the template says
-    shards = ShardSettings(**{k: v for k, v in values.items() if k.upper() in SHARD_SETTINGS})
-    settings = Settings(**{k: v for k, v in values.items() if k.upper() not in SHARD_SETTINGS})
+    settings = Settings(**values)
     assert settings.redis_url == "rediss://cache.example:6379"
     assert settings.redis_cluster is True
     assert settings.sending_hours == (8, 21)
     if function == "monitor":
         assert settings.behavioral_monitoring_interval == 300
-        assert shards.monitor_shard_leads == ShardSettings().monitor_shard_leads  # the code's default
-        assert shards.monitor_shard_queue_url == "https://example/MonitorShardQueue"
+        assert settings.monitor_shard_leads == DEFAULT_SHARD_LEADS  # the code's default
+        assert settings.monitor_shard_queue_url == "https://example/MonitorShardQueue"
     if function == "send":
         assert settings.send_mode == "dry-run"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from leadflow import monitor_shards
+from leadflow import config, monitor_shards
 from tests.template.sam import LOGICAL_ID, granted, of_type
 
 MONITOR = LOGICAL_ID["monitor"]
@@ -46,7 +46,7 @@ def test_the_monitor_gets_the_shard_queue_and_the_shard_size_the_code_defaults_t
 
     assert env["MONITOR_SHARD_QUEUE_URL"] == {"Ref": "MonitorShardQueue"}
     assert env["MONITOR_SHARD_LEADS"] == {"Ref": "MonitorShardLeads"}
-    assert default(sam_template, "MonitorShardLeads") == monitor_shards.DEFAULT_SHARD_LEADS
+    assert default(sam_template, "MonitorShardLeads") == config.DEFAULT_SHARD_LEADS
     for function in ("webhook", "score", "send"):
         variables = resources[LOGICAL_ID[function]]["Properties"]["Environment"]["Variables"]
         assert "MONITOR_SHARD_QUEUE_URL" not in variables, function

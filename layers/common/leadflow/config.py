@@ -22,6 +22,13 @@ GHL_PUBLISHED_ED25519_KEY = "MCowBQYDK2VwAyEAi2HR1srL4o18O8BRa7gVJY7G7bupbN3H9Aw
 
 SECRET_TTL_SECONDS = 300
 
+# Candidates one invocation rescores. bench/fanout.py measured about 3,400 per CPU-second on the
+# development machine: a shard of this size is about 15 CPU-seconds there. The monitor's 1,024 MB
+# Lambda has a little over half a vCPU, so we expect (not measured on Lambda) about 30 s with its
+# Redis and SQS round trips, a quarter of its 120 s timeout. One invocation over the bench's 194,200
+# candidates took 121 s of wall time on the development machine (under load).
+DEFAULT_SHARD_LEADS = 50_000  # MONITOR_SHARD_LEADS
+
 
 class ConfigError(RuntimeError):
     """The environment does not describe a usable configuration; the message says what to fix."""
@@ -65,6 +72,8 @@ class Settings(BaseModel):
     default_timezone: str = "America/New_York"
     stop_on_reply_hours: float = Field(48.0, ge=0)
     lead_ttl_days: int = Field(180, ge=1)
+    monitor_shard_leads: int = Field(DEFAULT_SHARD_LEADS, ge=1)  # a run with more candidates fans out
+    monitor_shard_queue_url: str | None = None  # unset: every run is done by one invocation
 
     def __init__(self, **values: Any) -> None:
         environ = {name.lower(): value for name, value in os.environ.items()}

@@ -192,10 +192,9 @@ def run_monitor(
     report.locations = len(locations)
     for location_id in locations:
         report.expired += store.sweep_expired(location_id, at)
-    fan = monitor_shards.shard_settings()
-    if fan.monitor_shard_queue_url:
+    if config.monitor_shard_queue_url:
         counts = monitor_shards.candidate_counts(store.cache, locations, config.min_likelihood)
-        if sum(counts.values()) > fan.monitor_shard_leads:
+        if sum(counts.values()) > config.monitor_shard_leads:
             report.run = monitor_shards.run_id(scheduled, now)
             report.candidates = sum(counts.values())
             report.shards = monitor_shards.fan_out(
@@ -203,8 +202,8 @@ def run_monitor(
                 report.run,
                 counts,
                 config.min_likelihood,
-                fan.monitor_shard_leads,
-                fan.monitor_shard_queue_url,
+                config.monitor_shard_leads,
+                config.monitor_shard_queue_url,
             )
             count("MonitorShards", report.shards, outcome="queued")
             report.seconds = round(time.perf_counter() - started, 3)

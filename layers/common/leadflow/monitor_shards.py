@@ -26,7 +26,6 @@ job through once.
 
 from __future__ import annotations
 
-import functools
 import json
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -34,42 +33,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from leadflow.config import ConfigError
 from leadflow.errors import InvalidInput
 from leadflow.lead_state import CANDIDATE_PAGE, index_key, key_part, location_key
 from leadflow.redis_client import Cache
 
-# Candidates one invocation rescores. bench/fanout.py measured about 3,400 per CPU-second on the
-# development machine: a shard of this size is about 15 CPU-seconds there. The monitor's 1,024 MB
-# Lambda has a little over half a vCPU, so we expect (not measured on Lambda) about 30 s with its
-# Redis and SQS round trips, a quarter of its 120 s timeout. One invocation over the bench's 194,200
-# candidates took 121 s of wall time on the development machine (under load).
-DEFAULT_SHARD_LEADS = 50_000
 RUN_TTL = 3600  # the shard queue's retention: no shard message outlives its plan or snapshot
 BATCH = 10  # SendMessageBatch's limit
 LEASE_MARGIN = 5.0  # seconds a lease outlives the invocation that took it
-
-
-class ShardSettings(BaseSettings):
-    """The fan-out's two settings, read from the environment once (as leadflow.config.Settings)."""
-
-    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
-
-    monitor_shard_leads: int = Field(DEFAULT_SHARD_LEADS, ge=1)
-    monitor_shard_queue_url: str | None = None  # unset: every run is done by one invocation
-
-
-@functools.cache
-def shard_settings() -> ShardSettings:
-    """Read once per process. Tests call `shard_settings.cache_clear()` after changing the env."""
-    try:
-        return ShardSettings()
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors())
-        raise ConfigError(f"invalid configuration: {problems}") from None
 
 
 class ShardBusy(Exception):
