@@ -121,15 +121,26 @@ class Cache:
         else:
             self.client = redis.Redis.from_url(url, max_connections=MAX_CONNECTIONS, **options)
         self.breaker = breaker or CircuitBreaker()
+        self._stale_topology = False
+
+    def _refresh_topology(self) -> None:
+        """After a cluster call failed for want of a node, read who serves which slot before the next
+        call. redis-py refreshes it on a failed command but, for a pipeline, only every few failures:
+        a pipeline-only caller (intake) kept sending to a dead master after its replica took over."""
+        if self._stale_topology:
+            self.client.nodes_manager.initialize()
+            self._stale_topology = False
 
     def run(self, operation: Callable[[Any], T]) -> T:
         """Run `operation(client)` behind the circuit breaker; connection trouble is StoreUnavailable."""
         if not self.breaker.allow():
             raise StoreUnavailable("redis unavailable (circuit open)")
         try:
+            self._refresh_topology()
             result = operation(self.client)
         except Exception as exc:
             if unavailable(exc):
+                self._stale_topology = self.cluster
                 self.breaker.failure()
                 raise StoreUnavailable(f"redis unavailable: {type(exc).__name__}") from exc
             if isinstance(exc, ResponseError):
