@@ -108,6 +108,27 @@ def test_monitoring_switched_off_queues_nothing(monitor: Any, queues: Queues, la
     assert queued(queues) == []
 
 
+def test_monitoring_switched_off_during_a_run_queues_nothing_more(
+    monitor: Any, queues: Queues, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run reads the switch again right before it queues: one that began before a person switched
+    the monitor off (to hold it while a lead's events arrive, say) queues nothing after that."""
+    from leadflow.followup_store import FollowupStore
+    from leadflow.lead_state import LeadStore
+
+    seed_lead("hot-1", HOT, profile={"timezone": zone_at(12)})
+    load_many = LeadStore.load_many
+
+    def switched_off_while_reading(self: LeadStore, *args: Any) -> Any:
+        FollowupStore().set_monitoring(False)
+        return load_many(self, *args)
+
+    monkeypatch.setattr(LeadStore, "load_many", switched_off_while_reading)
+    report = monitor.lambda_handler(scheduled_event(), lambda_context)
+    assert (report["enabled"], report["queued"]) == (False, 0)
+    assert queued(queues) == []
+
+
 def test_every_location_is_monitored(monitor: Any, queues: Queues, lambda_context: Any) -> None:
     seed_lead("a", URGENT, location_id="loc-1", profile={"timezone": zone_at(12)})
     seed_lead("b", URGENT, location_id="loc-2", profile={"timezone": zone_at(12)})

@@ -316,6 +316,9 @@ def _scan(
         count("LeadsByIntent", n, intent=level)
     jobs.sort(key=lambda job: -job.likelihood_score)
     report.eligible += len(jobs)
+    if jobs and not fstore.monitoring_enabled():  # switched off while this run read the leads
+        report.enabled = False
+        return
     if jobs:
         outcomes = _queue(location_id, jobs, fstore)
         report.queued += outcomes.pop("queued", 0)
