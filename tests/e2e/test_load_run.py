@@ -12,7 +12,7 @@ import pytest
 from local.load import LoadRun, Options, title
 from local.load_report import render
 
-pytestmark = pytest.mark.e2e  # its own stack (its own redis-server, killed once): one xdist worker
+pytestmark = [pytest.mark.e2e, pytest.mark.load]  # its own stack (its own redis-server, killed once): one xdist worker
 
 
 def test_a_scaled_down_load_run_reconciles_exactly_through_a_redis_outage() -> None:
