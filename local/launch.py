@@ -63,6 +63,7 @@ def launch(
     env: Mapping[str, str] | None = None,
     verbose: bool = False,
     timeout: float = START_TIMEOUT,
+    visibility_timeout: int | None = None,
 ) -> Launched:
     """Start the stack on a free port with the monitor every `interval` seconds; return once it is
     healthy. A port taken by another process between its choice and the stack's bind is tried again
@@ -72,18 +73,26 @@ def launch(
     REDIS_URL or keys, for a run that must stay on this machine); `env` adds variables (after the
     drop); `verbose` puts the functions' own logs and metrics in the log too (`python -m local --verbose`)."""
     base = {k: v for k, v in os.environ.items() if k not in set(drop_env)} | dict(env or {}) | {"NO_COLOR": "1"}
+    extra = ["--visibility-timeout", str(visibility_timeout)] if visibility_timeout is not None else []
     for _ in range(PORT_ATTEMPTS - 1):
         try:
-            return _launch(free_port(), interval, log_path, state_dir, base, verbose, timeout)
+            return _launch(free_port(), interval, log_path, state_dir, base, verbose, timeout, extra)
         except PortTaken:
             continue
-    return _launch(free_port(), interval, log_path, state_dir, base, verbose, timeout)
+    return _launch(free_port(), interval, log_path, state_dir, base, verbose, timeout, extra)
 
 
 def _launch(
-    port: int, interval: int, log_path: Path, state_dir: Path | None, env: dict[str, str], verbose: bool, timeout: float
+    port: int,
+    interval: int,
+    log_path: Path,
+    state_dir: Path | None,
+    env: dict[str, str],
+    verbose: bool,
+    timeout: float,
+    extra: list[str],
 ) -> Launched:
-    command = [sys.executable, "-m", "local", "--port", str(port), "--interval", str(interval)]
+    command = [sys.executable, "-m", "local", "--port", str(port), "--interval", str(interval), *extra]
     if state_dir is not None:
         command += ["--state-dir", str(state_dir)]
     if verbose:

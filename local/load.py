@@ -40,6 +40,10 @@ from local.load_report import Outage, Result, Rules, Stored, Timing, read_metric
 
 SENDING_HOURS = (8, 21)
 MAX_PER_DAY = 3
+# The local stack's 3 s visibility timeout with the template's 5 receives sends a job that fails
+# while Redis is down to the dead-letter queue within about 15 s: the length of the outage itself
+# (in AWS the same 5 receives span 90 minutes). 15 s lets a job outlast the outage here too.
+VISIBILITY_SECONDS = 15
 RETRYABLE = (0, 429, 500, 502, 503, 504)  # no answer, or one that says nothing was kept: GHL sends it again
 MAX_RETRY_ROUNDS = 20
 # Never the user's Redis, keys or AI: the stack runs on the load's own redis-server and sends nothing out.
@@ -228,7 +232,15 @@ class LoadRun:
             }
             began = time.monotonic()
             self.say(f"starting the local stack (its log: {log_path}) ...")
-            stack = launch(opts.interval, log_path, state_dir=state_dir, drop_env=DROPPED, env=env, verbose=True)
+            stack = launch(
+                opts.interval,
+                log_path,
+                state_dir=state_dir,
+                drop_env=DROPPED,
+                env=env,
+                verbose=True,
+                visibility_timeout=VISIBILITY_SECONDS,
+            )
             self.timing.stack_start_seconds = time.monotonic() - began
             self._install(stack.base)
             result = self._load(stack, redis, state_dir, ghl)
