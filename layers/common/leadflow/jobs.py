@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from leadflow.config import settings
 from leadflow.errors import InvalidInput
@@ -108,12 +108,30 @@ def send_jobs(jobs: Sequence[Job], queue_url: str | None = None) -> list[Job]:
 
 
 def _send_batch(url: str, batch: Sequence[Job]) -> list[Job]:
-    entries = [{"Id": str(i), "MessageBody": job.to_json()} for i, job in enumerate(batch)]
-    try:
-        reply = sqs().send_message_batch(QueueUrl=url, Entries=entries)
-    except Exception:
-        return list(batch)
-    return [batch[int(failure["Id"])] for failure in reply.get("Failed", [])]
+    return send_batches(sqs(), url, batch)
+
+
+class Message(Protocol):
+    def to_json(self) -> str: ...
+
+
+M = TypeVar("M", bound=Message)
+
+
+def send_batches(client: Any, url: str, messages: Sequence[M]) -> list[M]:
+    """Queue messages with SendMessageBatch, ten per call, one call after another. Returns those
+    SQS refused or that a failed call carried."""
+    failed: list[M] = []
+    for start in range(0, len(messages), BATCH):
+        batch = messages[start : start + BATCH]
+        entries = [{"Id": str(i), "MessageBody": message.to_json()} for i, message in enumerate(batch)]
+        try:
+            reply = client.send_message_batch(QueueUrl=url, Entries=entries)
+        except Exception:
+            failed += batch
+            continue
+        failed += [batch[int(failure["Id"])] for failure in reply.get("Failed", [])]
+    return failed
 
 
 # Spilled events waiting for replay (a STOP may be among them) hold every follow-up until they are

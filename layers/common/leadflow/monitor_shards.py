@@ -38,7 +38,6 @@ from leadflow.lead_state import CANDIDATE_PAGE, index_key, key_part, location_ke
 from leadflow.redis_client import Cache
 
 RUN_TTL = 3600  # the shard queue's retention: no shard message outlives its plan or snapshot
-BATCH = 10  # SendMessageBatch's limit
 LEASE_MARGIN = 5.0  # seconds a lease outlives the invocation that took it
 
 
@@ -193,19 +192,9 @@ def fan_out(cache: Cache, run: str, counts: Mapping[str, int], min_likelihood: f
 
 def send_shards(url: str, shards: Sequence[Shard]) -> int:
     """Queue shard messages ten to a call; returns how many SQS refused."""
-    from leadflow.jobs import sqs
+    from leadflow.jobs import send_batches, sqs
 
-    failed = 0
-    for i in range(0, len(shards), BATCH):
-        batch = shards[i : i + BATCH]
-        entries = [{"Id": str(j), "MessageBody": shard.to_json()} for j, shard in enumerate(batch)]
-        try:
-            reply = sqs().send_message_batch(QueueUrl=url, Entries=entries)
-        except Exception:
-            failed += len(batch)
-            continue
-        failed += len(reply.get("Failed", []))
-    return failed
+    return len(send_batches(sqs(), url, shards))
 
 
 # ---------------------------------------------------------------------------------------------

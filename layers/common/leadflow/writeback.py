@@ -44,7 +44,7 @@ from typing import Any
 from leadflow import ghl, installations
 from leadflow.config import settings
 from leadflow.errors import InvalidInput
-from leadflow.jobs import BATCH, followup_queue_url
+from leadflow.jobs import followup_queue_url, send_batches
 from leadflow.lead_state import LeadStore, lead_prefix, location_key
 from leadflow.observability import count, logger
 from leadflow.redis_client import Cache, cache
@@ -293,18 +293,7 @@ def _sqs() -> Any:
 
 def _send(jobs: list[SyncJob]) -> list[SyncJob]:
     """Queue sync jobs, ten per SendMessageBatch; returns those that failed."""
-    url = followup_queue_url()
-    failed: list[SyncJob] = []
-    for start in range(0, len(jobs), BATCH):
-        batch = jobs[start : start + BATCH]
-        entries = [{"Id": str(i), "MessageBody": job.to_json()} for i, job in enumerate(batch)]
-        try:
-            reply = _sqs().send_message_batch(QueueUrl=url, Entries=entries)
-        except Exception:
-            failed += batch
-            continue
-        failed += [batch[int(failure["Id"])] for failure in reply.get("Failed", [])]
-    return failed
+    return send_batches(_sqs(), followup_queue_url(), jobs)
 
 
 # ---------------------------------------------------------------------------------------------
