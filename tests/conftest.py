@@ -67,8 +67,9 @@ def redis_server() -> Iterator[RedisServer]:
 
 @pytest.fixture(scope="session")
 def redis_cluster() -> Iterator[RedisClusterServers]:
-    """A Redis cluster of the tests' own (3 masters, 3 replicas), one per test process."""
-    cluster = RedisClusterServers()
+    """A Redis cluster of the tests' own (3 masters, 3 replicas), one per test process. No test kills
+    one of its nodes, so a long node timeout: a node slow to answer on a loaded machine is not failed over."""
+    cluster = RedisClusterServers(node_timeout_ms=5000)
     cluster.start()
     yield cluster
     cluster.stop()
