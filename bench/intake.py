@@ -183,7 +183,8 @@ def main() -> None:
         def bare() -> None:
             for i, prefix in enumerate(bare_keys):
                 at = time.time()
-                keys = [prefix + ":lead", prefix + ":synced", f"{prefix}:seen:{uuid.uuid4().hex}"]
+                keys = [prefix + ":lead", prefix + ":synced", prefix + ":sync-queued"]
+                keys.append(f"{prefix}:seen:{uuid.uuid4().hex}")
                 args = [SIGNALS[i % 4], repr(at), "1e-5", "1e-6", int(at // 3600) % 24, 604800, 7776000, "t", "1"]
                 args += [repr(at), repr(at + 7776000), "c", "loc-bare"]  # now, when it ends, its ids
                 script(keys=keys, args=args, client=redis_client)
@@ -204,7 +205,7 @@ def main() -> None:
             with round_trips() as hundred:
                 handler([function_url({"events": [event(i) for i in range(BATCH)]})])()
             with round_trips() as first:  # a new lead: its first write-back falls due too
-                handler([function_url(event(10**7))])()
+                handler([function_url(activity_event("loc-bench", "c-new", "pricing_tool_usage"))])()
             bare()
             runs, batch_runs = iter(singles), iter(batches)
             single = per_event(lambda: handler(next(runs))(), n)  # noqa: PLW0108 (a fresh list per run)

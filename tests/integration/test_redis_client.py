@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 import redis
-from redis.connection import AbstractConnection, SSLConnection
+from redis.connection import SSLConnection
 
 from leadflow.errors import StoreUnavailable
 from leadflow.redis_client import Cache, CircuitBreaker, cache
-from tests.helpers import RedisServer, raw_redis
+from tests.helpers import RedisServer, count_round_trips, raw_redis
 
 COOLDOWN = 0.3
 
@@ -125,23 +125,11 @@ def test_get_many_of_100_keys_is_one_command_on_the_server(store: Cache, redis_u
     assert commands(raw, before) == {"mget": expected_mgets(store, keys)}
 
 
-def _count_round_trips(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    sent: list[int] = []
-    original = AbstractConnection.send_packed_command
-
-    def counting(self: AbstractConnection, command: Any, check_health: bool = True) -> None:
-        sent.append(1)
-        original(self, command, check_health)
-
-    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
-    return sent
-
-
 def test_get_many_of_100_keys_is_one_round_trip(store: Cache, monkeypatch: pytest.MonkeyPatch) -> None:
     keys = [f"k{i}" for i in range(100)]
     store.set_many(dict.fromkeys(keys, 1))
     store.ping()  # the connection is open and health-checked before counting
-    sent = _count_round_trips(monkeypatch)
+    sent = count_round_trips(monkeypatch)
     store.get_many(keys)
     assert len(sent) == expected_round_trips(store, keys)
 
@@ -149,7 +137,7 @@ def test_get_many_of_100_keys_is_one_round_trip(store: Cache, monkeypatch: pytes
 def test_set_many_of_100_keys_is_one_round_trip(store: Cache, monkeypatch: pytest.MonkeyPatch) -> None:
     keys = [f"k{i}" for i in range(100)]
     store.set_many(dict.fromkeys(keys, 0))  # every connection open and health-checked before counting
-    sent = _count_round_trips(monkeypatch)
+    sent = count_round_trips(monkeypatch)
     store.set_many({key: i for i, key in enumerate(keys)})
     assert len(sent) == expected_round_trips(store, keys)
 

@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 from leadflow import ghl
 from leadflow.config import settings
 from tests.conftest import Queues
-from tests.helpers import HOT, URGENT, StubServer, load_app, seed_lead, zone_at
+from tests.helpers import HOT, URGENT, StubServer, count_round_trips, load_app, seed_lead, zone_at
 from tests.integration.test_send_function import NOON, deliver, outbox
 from tests.integration.test_webhook_support import (
     Intake,
@@ -290,14 +290,42 @@ def test_a_burst_of_twenty_events_makes_one_sync_job_and_the_monitor_writes_its_
     assert sync_jobs(intake.sqs, intake.followup_url) == []  # the waiting lead was taken off the set
 
 
-def test_the_webhook_queues_a_write_back_only_when_the_score_crossed_the_thresholds(intake: Intake) -> None:
+@pytest.mark.standalone_redis(
+    "the waiting set lives in the location's slot: cluster mode checks it in a second round trip"
+)
+def test_a_bursts_later_events_cost_one_round_trip_each_and_the_monitor_still_writes_its_end(
+    intake: Intake, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from leadflow.lead_state import window_key
     from leadflow.redis_client import cache
-    from leadflow.writeback import Written, _marker_key, _remember
+
+    # Given a hot lead never written back: its first event takes the window and waits for the monitor
+    seed_lead("burst", WARMING, profile={"timezone": zone_at(12)})
+    intake(activity_event(activity("burst", "listing_view")))
+    assert [body["lead_id"] for body in sync_jobs(intake.sqs, intake.followup_url)] == ["burst"]
+
+    # When more events come within the window: each is one round trip to Redis, and queues nothing
+    sent = count_round_trips(monkeypatch)
+    for _ in range(5):
+        assert intake(activity_event(activity("burst", "listing_view")))[1] == {"status": "accepted"}
+    assert len(sent) == 5
+    assert sync_jobs(intake.sqs, intake.followup_url) == []
+
+    # Then after the window the monitor's run queues the write-back of the burst's end
+    cache().run(lambda r: r.delete(window_key("loc-1", "burst")))
+    load_app("monitor").lambda_handler({"source": "aws.events"}, lambda_context)
+    assert [body["lead_id"] for body in sync_jobs(intake.sqs, intake.followup_url)] == ["burst"]
+
+
+def test_the_webhook_queues_a_write_back_only_when_the_score_crossed_the_thresholds(intake: Intake) -> None:
+    from leadflow.lead_state import window_key
+    from leadflow.redis_client import cache
+    from leadflow.writeback import Written, _remember
 
     # Given a lead whose write-back says what its score says now (and no job queued)
     recorded = seed_lead("lead-1", WARMING, profile={"timezone": zone_at(12)})
     _remember(cache(), "loc-1", "lead-1", Written(recorded.likelihood, "hot"), time.time(), 3600)
-    cache().run(lambda r: r.delete(_marker_key("loc-1", "lead-1")))
+    cache().run(lambda r: r.delete(window_key("loc-1", "lead-1")))
 
     # When an event moves it less than 10 points: nothing is queued
     intake(activity_event(activity("lead-1", "listing_view")))

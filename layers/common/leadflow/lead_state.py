@@ -39,10 +39,11 @@ DEDUPE_TTL = 7 * 86_400
 LOCATIONS = "lf:locations"
 CANDIDATE_PAGE = 1000
 
-# KEYS: the lead hash, its last write-back (`:synced`, read back for writeback's decision), then the
-# seen key when the event has an id, then (standalone only) the location's score index, expiry index
-# and the set of locations. In cluster mode every key must hash to the lead's slot, so the index keys
-# are left out and the caller pipelines the index write instead.
+# KEYS: the lead hash, its last write-back (`:synced`) and its write-back window (`:sync-queued`),
+# both read back for writeback's decision, then the seen key when the event has an id, then
+# (standalone only) the location's score index, expiry index, set of locations and write-back
+# waiting set. In cluster mode every key must hash to the lead's slot, so the location's keys are
+# left out and the caller pipelines the index write instead.
 # ARGV: signal ("" for none), at, decay rate, long decay rate, utc hour, dedupe ttl, lead ttl, call
 # token, "1" when a seen key is given, now, when the lead's data ends, contact id, location id, then field/value
 # pairs to set ("" value deletes the field; a "max:" prefix on the name keeps the larger number, so a
@@ -50,7 +51,9 @@ CANDIDATE_PAGE = 1000
 # A profile field (p:<name>) or an appointment's booking (g:appt:<id>) keeps the time of the event
 # that set it (t<field>) and takes a value only from an event at least as new: a late, older event
 # never overwrites a newer one (a late cancel never lifts a newer booking's pause).
-# Returns {1, fields, synced} when this call recorded the event, {0, fields, synced} for a duplicate.
+# Returns {1, fields, synced, waiting} when this call recorded the event, {0, ...} for a duplicate;
+# `waiting` is 1 when the lead's write-back window is held and the lead already in the waiting set
+# (standalone), so nothing is left for the caller to queue.
 # The seen key holds the call's token: redis-py re-sends a command after a read timeout although the
 # first one ran, and that retry gets the first call's answer (recorded), with nothing applied twice.
 # With the index keys, the lead's likelihood at `now` goes to the index as an upper bound: scoring's
@@ -59,7 +62,7 @@ _RECORD = """
 local lead, has_seen = KEYS[1], ARGV[9] == '1'
 local function finish(fresh)
   local fields = redis.call('HGETALL', lead)
-  local index = has_seen and 4 or 3
+  local index, waiting = has_seen and 5 or 4, 0
   if KEYS[index] then
     local now, sum = tonumber(ARGV[10]), 0
     for i = 1, #fields, 2 do
@@ -74,11 +77,12 @@ local function finish(fresh)
     redis.call('ZADD', KEYS[index], bound, ARGV[12])
     redis.call('ZADD', KEYS[index + 1], tonumber(ARGV[11]), ARGV[12])
     redis.call('SADD', KEYS[index + 2], ARGV[13])
+    if redis.call('EXISTS', KEYS[3]) == 1 and redis.call('ZSCORE', KEYS[index + 3], ARGV[12]) then waiting = 1 end
   end
-  return {fresh, fields, redis.call('HMGET', KEYS[2], 'score', 'intent')}
+  return {fresh, fields, redis.call('HMGET', KEYS[2], 'score', 'intent'), waiting}
 end
 if has_seen then
-  local prior = redis.call('SET', KEYS[3], ARGV[8], 'NX', 'GET', 'EX', tonumber(ARGV[6]))
+  local prior = redis.call('SET', KEYS[4], ARGV[8], 'NX', 'GET', 'EX', tonumber(ARGV[6]))
   if prior then return finish(prior == ARGV[8] and 1 or 0) end
 end
 local sig, at = ARGV[1], tonumber(ARGV[2])
@@ -169,6 +173,16 @@ def location_key(location_id: str, name: str) -> str:
     return f"lf:{{{key_part(location_id)}}}:{name}"
 
 
+def window_key(location_id: str, contact_id: str) -> str:
+    """writeback's coalescing window: a sync job was queued for the lead lately."""
+    return lead_prefix(location_id, contact_id) + ":sync-queued"
+
+
+def waiting_key(location_id: str) -> str:
+    """writeback's waiting set: leads whose write-back found their window held, for the monitor."""
+    return location_key(location_id, "sync-waiting")
+
+
 def index_key(location_id: str) -> str:
     return location_key(location_id, "scores")
 
@@ -184,6 +198,7 @@ class Recorded:
     likelihood: float
     duplicate: bool = False  # the event was recorded before; state and index are as it left them
     synced: tuple[float, str] | None = None  # the lead's last write-back to GHL (score, intent), if any
+    waiting: bool = False  # its write-back window is held and it waits for the monitor already (standalone)
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,11 +334,11 @@ class LeadStore:
         calls = [self._call(event, now, ttl) for event in events]
         replies = self.cache.run(lambda r: self._run_scripts(r, calls))
         recorded = []
-        for fresh, fields_now, synced in replies:
+        for fresh, fields_now, synced, waiting in replies:
             state = decode_state(_pairs(fields_now))
             score, intent = synced
             last = (float(score), str(intent)) if score is not None and intent else None
-            recorded.append(Recorded(state, likelihood(state, now), duplicate=not fresh, synced=last))
+            recorded.append(Recorded(state, likelihood(state, now), not fresh, last, bool(waiting)))
         if self.cache.cluster:
             scores: dict[str, dict[str, float]] = {}
             for event, result in zip(events, recorded, strict=True):
@@ -334,11 +349,12 @@ class LeadStore:
     def _call(self, event: Event, now: float, ttl: int) -> tuple[list[str], list[Any]]:
         """The record script's keys and arguments for one event."""
         prefix = lead_prefix(event.location_id, event.contact_id)
-        keys = [prefix + ":lead", prefix + ":synced"]
+        keys = [prefix + ":lead", prefix + ":synced", window_key(event.location_id, event.contact_id)]
         if event.event_id:
             keys.append(f"{prefix}:seen:{event.event_id}")
         if not self.cache.cluster:
             keys += [index_key(event.location_id), expiry_key(event.location_id), LOCATIONS]
+            keys.append(waiting_key(event.location_id))
         at = now if event.at is None else event.at
         signal = event.signal
         args: list[Any] = [
@@ -522,9 +538,9 @@ class LeadStore:
 
         def delete(r: Any) -> None:
             suffixes = (":lead", ":messages", ":sends", ":pending", ":jobs", ":own", ":handoffs", ":synced")
-            r.delete(*(prefix + suffix for suffix in (*suffixes, ":sync-queued")))
+            r.delete(*(prefix + suffix for suffix in suffixes), window_key(location_id, contact_id))
             r.zrem(index_key(location_id), contact_id)
             r.zrem(expiry_key(location_id), contact_id)
-            r.zrem(location_key(location_id, "sync-waiting"), contact_id)  # writeback's waiting set
+            r.zrem(waiting_key(location_id), contact_id)
 
         self.cache.run(delete)

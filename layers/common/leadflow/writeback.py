@@ -45,7 +45,7 @@ from leadflow import ghl, installations
 from leadflow.config import settings
 from leadflow.errors import InvalidInput
 from leadflow.jobs import followup_queue_url, send_batches
-from leadflow.lead_state import LeadStore, lead_prefix, location_key
+from leadflow.lead_state import LeadStore, Recorded, lead_prefix, location_key, waiting_key, window_key
 from leadflow.observability import count, logger
 from leadflow.redis_client import Cache, cache
 from leadflow.scoring import PredictiveSellScore, intent_level, likelihood, score_lead
@@ -128,10 +128,6 @@ def _synced_key(location_id: str, contact_id: str) -> str:
     return lead_prefix(location_id, contact_id) + ":synced"
 
 
-def _marker_key(location_id: str, contact_id: str) -> str:
-    return lead_prefix(location_id, contact_id) + ":sync-queued"
-
-
 def _written(store: Cache, location_id: str, contact_ids: list[str]) -> dict[str, Written]:
     """The last write-back of each lead (one round trip)."""
 
@@ -153,16 +149,21 @@ def _written(store: Cache, location_id: str, contact_ids: list[str]) -> dict[str
 # Queueing: the webhook and the monitor
 
 
-def maybe_queue(
-    location_id: str, scores: Mapping[str, float], written: Mapping[str, Written | None], request_at: float
-) -> int:
-    """After events: queue the leads' write-backs when due (see `maybe_queue_many`), `written` being
-    each lead's last write-back as the record script read it. Not when the webhook request that began
-    at `request_at` (epoch) has spent WEBHOOK_BUDGET already (SQS or Redis slow: the webhook must
-    answer in time; a later event or the monitor queues it)."""
+def maybe_queue(location_id: str, leads: Mapping[str, Recorded], request_at: float) -> int:
+    """After events: queue the leads' write-backs when due (see `maybe_queue_many`), each lead as the
+    record script left it (its likelihood, its last write-back). A lead whose window is held and
+    that waits for the monitor already is left to it: its state is written, the monitor rescores it
+    (the later events of a burst cost no round trip). Not when the webhook request that began at
+    `request_at` (epoch) has spent WEBHOOK_BUDGET already (SQS or Redis slow: the webhook must answer
+    in time; a later event or the monitor queues it)."""
+    leads = {cid: lead for cid, lead in leads.items() if not lead.waiting}
+    if not leads:
+        return 0
     if time.time() - request_at > WEBHOOK_BUDGET:
         logger.warning("write-back not queued: the webhook is short of time", extra={"location_id": location_id})
         return 0
+    scores = {cid: lead.likelihood for cid, lead in leads.items()}
+    written = {cid: lead.synced and Written(*lead.synced) for cid, lead in leads.items()}
     return maybe_queue_many(location_id, scores, written=written)
 
 
@@ -203,10 +204,6 @@ def monitor_pass(
     return maybe_queue_many(location_id, waiting | dict(fresh), budget, frozenset(waiting))
 
 
-def _waiting_key(location_id: str) -> str:
-    return location_key(location_id, "sync-waiting")
-
-
 def _queue(
     location_id: str,
     scores: Mapping[str, float],
@@ -223,7 +220,7 @@ def _queue(
     jobs = [SyncJob(f"sync-{uuid.uuid4().hex}", cid, location_id) for cid in taken]
     failed = _send(jobs) if jobs else []
     if failed:
-        store.run(lambda r: r.delete(*(_marker_key(location_id, job.lead_id) for job in failed)))
+        store.run(lambda r: r.delete(*(window_key(location_id, job.lead_id) for job in failed)))
     _wait(store, location_id, [*(cid for cid in later if cid in waited), *(job.lead_id for job in failed)])
     if len(jobs) > len(failed):
         count("WriteBacks", len(jobs) - len(failed), outcome="queued")
@@ -233,7 +230,7 @@ def _queue(
 def _wait(store: Cache, location_id: str, contact_ids: list[str]) -> None:
     if not contact_ids:
         return
-    key, at = _waiting_key(location_id), time.time()
+    key, at = waiting_key(location_id), time.time()
 
     def write(r: Any) -> None:
         pipe = r.pipeline(transaction=False)
@@ -248,7 +245,7 @@ def _drain_waiting(location_id: str, now: float) -> dict[str, float]:
     """The waiting leads (taken off the set) and their likelihood now; erased leads are dropped. A
     lead still held when queued again goes back to the set."""
     store = cache()
-    key = _waiting_key(location_id)
+    key = waiting_key(location_id)
     ids = [str(cid) for cid in store.run(lambda r: r.zrange(key, 0, WAITING_PAGE - 1))]
     if not ids:
         return {}
@@ -266,12 +263,12 @@ def _take_windows(store: Cache, location_id: str, contact_ids: list[str]) -> lis
     call opened done by then (no longer due) and lets it go."""
     if not contact_ids:
         return []
-    token, key = uuid.uuid4().hex, _waiting_key(location_id)
+    token, key = uuid.uuid4().hex, waiting_key(location_id)
 
     def run(r: Any) -> list[Any]:
         pipe = r.pipeline(transaction=False)
         for cid in contact_ids:
-            pipe.set(_marker_key(location_id, cid), token, nx=True, get=True, ex=WINDOW_SECONDS)
+            pipe.set(window_key(location_id, cid), token, nx=True, get=True, ex=WINDOW_SECONDS)
         pipe.zadd(key, dict.fromkeys(contact_ids, time.time()))
         pipe.expire(key, WAITING_TTL)
         return list(pipe.execute())[: len(contact_ids)]

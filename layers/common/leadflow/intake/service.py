@@ -316,12 +316,7 @@ def record(actions: list[Action], config: Settings, now: float) -> list[str]:
         fast_path(action, recorded, now)  # a duplicate too: its first delivery may have stopped short of it
         latest.setdefault(action.location_id, {})[action.contact_id] = recorded
     for location_id, leads_now in latest.items():
-        writeback.maybe_queue(  # never raises
-            location_id,
-            {cid: recorded.likelihood for cid, recorded in leads_now.items()},
-            {cid: recorded.synced and writeback.Written(*recorded.synced) for cid, recorded in leads_now.items()},
-            request_at=now,
-        )
+        writeback.maybe_queue(location_id, leads_now, request_at=now)  # never raises
     return ["duplicate" if recorded.duplicate else "accepted" for recorded in results]
 
 
