@@ -7,13 +7,15 @@ a no-op that imports nothing, as Powertools' disabled Tracer is in effect.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.shared import constants
 from aws_lambda_powertools.shared.functions import strtobool
 
@@ -74,8 +76,24 @@ def safe_fields(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def count(name: str, value: float = 1, unit: MetricUnit = MetricUnit.Count, **dimensions: str) -> None:
-    """One EMF metric with its own dimensions (Metrics' dimensions are shared by a whole flush)."""
-    with single_metric(name=name, unit=unit, value=value, namespace=NAMESPACE) as metric:
-        metric.add_dimension(name="service", value=SERVICE)
-        for key, dim in dimensions.items():
-            metric.add_dimension(name=key, value=dim)
+    """One EMF metric with its own dimensions (Metrics' dimensions are shared by a whole flush).
+
+    The very line Powertools' `single_metric` prints (a test holds them equal), written directly:
+    single_metric builds and validates a whole metric set per call, about 50 us, a tenth of a
+    webhook request's own work; this takes about 8."""
+    document = {
+        "_aws": {
+            "Timestamp": int(time.time() * 1000),
+            "CloudWatchMetrics": [
+                {
+                    "Namespace": NAMESPACE,
+                    "Dimensions": [["service", *dimensions]],
+                    "Metrics": [{"Name": name, "Unit": unit.value}],
+                }
+            ],
+        },
+        "service": SERVICE,
+        **dimensions,
+        name: [float(value)],
+    }
+    print(json.dumps(document, separators=(",", ":")))
