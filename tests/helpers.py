@@ -560,19 +560,18 @@ class RedisClusterServers:
         raise LookupError(f"slot {slot} is not served")
 
     def masters(self) -> list[int]:
-        return sorted(port for port, role in self._roles().items() if role == "master")
+        """The live masters, each by its own ROLE: another node's view lags (just after the cluster
+        is made, a replica is still a slotless master in its peers' CLUSTER NODES for a while)."""
+        return sorted(port for port in self.alive if self.node(port).execute_command("ROLE")[0] == "master")
 
     def replica_of(self, master: int) -> int:
         roles = self._nodes()
         master_id = next(node_id for node_id, (port, _flags, _of) in roles.items() if port == master)
         return next(port for port, flags, of in roles.values() if of == master_id and "fail" not in flags)
 
-    def _roles(self) -> dict[int, str]:
-        return {port: ("master" if "master" in flags else "replica") for port, flags, _ in self._nodes().values()}
-
-    def _nodes(self) -> dict[str, tuple[int, str, str]]:
+    def _nodes(self, port: int | None = None) -> dict[str, tuple[int, str, str]]:
         """node id -> (port, flags, master id or "-"), from CLUSTER NODES on a live node; failed nodes left out."""
-        text = str(self.node(self.alive[0]).execute_command("CLUSTER", "NODES"))
+        text = str(self.node(port or self.alive[0]).execute_command("CLUSTER", "NODES"))
         nodes: dict[str, tuple[int, str, str]] = {}
         for line in text.strip().splitlines():
             node_id, address, flags, master_id = line.split()[:4]
@@ -607,6 +606,10 @@ class RedisClusterServers:
             views.append(self.slot_owners(port))
         if any(view != views[0] for view in views) or not set(views[0].values()) <= alive:
             return False  # some node has not heard of a change yet
+        roles = {port: self.node(port).execute_command("ROLE")[0] == "master" for port in alive}
+        for port in alive:  # every node knows every other's role (a new replica is a master a while)
+            if any(("master" in flags) != roles[peer] for peer, flags, _ in self._nodes(port).values()):
+                return False
         for port in alive:  # every replica linked to its master, every master's replicas in sync
             role = self.node(port).execute_command("ROLE")
             if role[0] == "slave" and role[3] != "connected":

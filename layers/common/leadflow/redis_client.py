@@ -7,6 +7,7 @@
   failures every call fails at once (StoreUnavailable) for a cool-down, then one trial call decides.
   In cluster mode a failover counts as such a failure too: CLUSTERDOWN while a replica takes over,
   a slot no node serves, a topology refresh that reached no node (redis-py follows MOVED/ASK itself).
+  A slot on the move (TRYAGAIN) is StoreUnavailable for that call alone: the breaker stays closed.
 """
 
 from __future__ import annotations
@@ -21,7 +22,14 @@ from typing import Any, TypeVar
 import redis
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.cluster import RedisCluster
-from redis.exceptions import ClusterDownError, RedisClusterException, ResponseError, SlotNotCoveredError
+from redis.exceptions import (
+    ClusterDownError,
+    ClusterError,
+    RedisClusterException,
+    ResponseError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
@@ -44,6 +52,13 @@ def unavailable(exc: BaseException) -> bool:
         return True
     # "Redis Cluster cannot be connected": the topology refresh after a connection error reached no node
     return isinstance(exc, RedisClusterException) and isinstance(exc.__cause__, TRANSIENT)
+
+
+def resharding(exc: BaseException) -> bool:
+    """Whether the call met a slot on the move between masters: a multi-key command (the record
+    script) whose keys are split between the two, or new keys, answered TRYAGAIN until the move ends
+    (redis-py retries it, then gives up with "TTL exhausted"). Redis is up: not a breaker failure."""
+    return isinstance(exc, TryAgainError) or (isinstance(exc, ClusterError) and "TTL exhausted" in str(exc))
 
 
 class _Cluster(RedisCluster):
@@ -143,6 +158,9 @@ class Cache:
                 self._stale_topology = self.cluster
                 self.breaker.failure()
                 raise StoreUnavailable(f"redis unavailable: {type(exc).__name__}") from exc
+            if resharding(exc):
+                self.breaker.success()
+                raise StoreUnavailable("redis is moving the slot: retry after the move") from exc
             if isinstance(exc, ResponseError):
                 self.breaker.success()  # Redis answered, with an error: it is reachable
             else:
