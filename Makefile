@@ -16,9 +16,9 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 	@scripts/ensure-redis.sh
 
-# The scaled-down load run (tests/e2e/test_load_run.py, marker `load`) is left out: `make load` runs it in full.
+# The suite includes the scaled-down load run (tests/e2e/test_load_run.py, about a minute); `make load` runs it in full.
 test: setup
-	$(PY) -m pytest -n 2 --dist loadfile -q -m "not load"
+	$(PY) -m pytest -n 2 --dist loadfile -q
 	@$(MAKE) --no-print-directory test-cluster
 
 # The integration tests that use Redis, again on a Redis cluster of their own (3 masters, 3 replicas;
