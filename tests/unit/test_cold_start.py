@@ -1,5 +1,6 @@
 """Init imports only what every invocation needs: no X-Ray SDK where tracing is off, no batch or
-idempotency utilities outside the queue paths, no pydantic-settings, and no connection at init."""
+idempotency utilities outside the queue paths, no pydantic-settings, no HTTP client (httpx, imported
+by the first GHL call; anthropic, by the first message Claude writes), and no connection at init."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ LAZY = (
     "pydantic_settings",
     "aws_lambda_powertools.utilities.batch",
     "aws_lambda_powertools.utilities.idempotency",
+    "httpx",
+    "anthropic",
 )
 
 
@@ -35,7 +38,7 @@ def imported_after_loading(handlers: tuple[str, ...], env: dict[str, str], probe
     return json.loads(out.stdout)
 
 
-def test_the_handlers_import_no_tracer_sdk_batch_idempotency_or_settings_library_at_init() -> None:
+def test_the_handlers_import_no_tracer_sdk_batch_idempotency_settings_library_or_http_client_at_init() -> None:
     # Given tracing off (as the template's default and the tests have it) and a Redis cluster nobody
     # listens on: an init that connected would fail
     env = {"POWERTOOLS_TRACE_DISABLED": "true", "REDIS_URL": "redis://127.0.0.1:1/0", "REDIS_CLUSTER": "true"}

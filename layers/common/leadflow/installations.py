@@ -23,16 +23,15 @@ from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any
 
-import httpx
-
 from leadflow.config import settings
 from leadflow.errors import StoreUnavailable
+from leadflow.ghl.endpoints import Timeout
 from leadflow.observability import count, logger
 
 REFRESH_AHEAD = 600.0  # seconds before expiry a token is refreshed
 LOCK_SECONDS = 20.0  # a refresh lock older than this was abandoned (its holder died)
 WAIT_FOR_REFRESH = 8.0  # how long a loser waits for the winner's token
-TIMEOUT = httpx.Timeout(5.0, connect=2.0)
+TIMEOUT = Timeout(connect=2.0, read=5.0)
 INSTALL_LIMIT_KEY = "oauth-install"  # the code exchange names no location yet: its own limit
 ACTIVE, NEEDS_REINSTALL = "active", "needs_reinstall"
 

@@ -8,7 +8,7 @@ RateLimiter                                                     limiter.py: the 
 TransientFailure, OutcomeUnknown, PermanentFailure, ...         errors.py: what the caller may do next
 """
 
-from leadflow.ghl.client import MAX_ATTEMPTS, MAX_WAIT, NOT_SENT, TIMEOUT, call, daily_quota_spent, http, send_message
+from leadflow.ghl.client import MAX_ATTEMPTS, MAX_WAIT, TIMEOUT, call, daily_quota_spent, http, send_message
 from leadflow.ghl.endpoints import (
     ADD_TAGS,
     CREATE_CUSTOM_FIELD,
@@ -23,6 +23,7 @@ from leadflow.ghl.endpoints import (
     SEND_MESSAGE,
     UPDATE_CONTACT,
     Endpoint,
+    Timeout,
 )
 from leadflow.ghl.errors import (
     NOT_INSTALLED,
@@ -52,7 +53,6 @@ __all__ = [
     "MAX_ATTEMPTS",
     "MAX_WAIT",
     "NOT_INSTALLED",
-    "NOT_SENT",
     "OAUTH_TOKEN",
     "RATE_LIMITED",
     "REMOVE_TAGS",
@@ -70,6 +70,7 @@ __all__ = [
     "PermanentFailure",
     "RateLimited",
     "RateLimiter",
+    "Timeout",
     "TransientFailure",
     "Unauthorized",
     "call",

@@ -20,13 +20,11 @@ import functools
 import html
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from leadflow.config import settings
 from leadflow.ghl import tokens
-from leadflow.ghl.endpoints import SEND_MESSAGE, Endpoint
+from leadflow.ghl.endpoints import SEND_MESSAGE, Endpoint, Timeout
 from leadflow.ghl.errors import (
     DailyQuotaSpent,
     NotFound,
@@ -40,17 +38,19 @@ from leadflow.ghl.errors import (
 from leadflow.ghl.limiter import Admission, Heard, RateLimiter, retry_after
 from leadflow.observability import logger
 
+if TYPE_CHECKING:  # httpx is imported by the first call (about a third of a function's init)
+    import httpx
+
 MAX_ATTEMPTS = 3
 MAX_WAIT = 10.0  # seconds one call may wait in all (the window, Retry-After, backoff) before giving up
-TIMEOUT = httpx.Timeout(10.0, connect=3.0)
-
-# Errors raised before a byte of the request left: the only network errors any request may retry.
-NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+TIMEOUT = Timeout(connect=3.0, read=10.0)
 
 
 @functools.cache
 def http() -> httpx.Client:
-    return httpx.Client(timeout=TIMEOUT)
+    import httpx
+
+    return httpx.Client(timeout=httpx.Timeout(TIMEOUT.read, connect=TIMEOUT.connect))
 
 
 def call(
@@ -61,7 +61,7 @@ def call(
     params: Mapping[str, str] | None = None,
     form: Mapping[str, str] | None = None,
     before_post: Callable[[], None] | None = None,
-    timeout: httpx.Timeout | None = None,
+    timeout: Timeout | None = None,
     max_wait: float = MAX_WAIT,
     attempts: int = MAX_ATTEMPTS,
     limiter: RateLimiter | None = None,
@@ -73,6 +73,8 @@ def call(
 
     Raises NotInstalled (no token), DailyQuotaSpent, RateLimited or TransientFailure (GHL did not
     act), OutcomeUnknown (it may have), Unauthorized, NotFound or PermanentFailure (it refused)."""
+    import httpx
+
     headers = {"Accept": "application/json"}
     if endpoint.version:
         headers["Version"] = endpoint.version
@@ -83,6 +85,8 @@ def call(
             raise NotInstalled(location_id)
         headers["Authorization"] = f"Bearer {token}"
     url = settings().ghl_api_base_url.rstrip("/") + endpoint.url_path(*ids)
+    limits = timeout or TIMEOUT
+    limits_now = httpx.Timeout(limits.read, connect=limits.connect)
     limiter = limiter or RateLimiter()
     deadline = limiter.clock() + max_wait  # every wait of the call shares it
     refreshed = False
@@ -93,9 +97,9 @@ def call(
             before_post()
         try:
             response = http().request(
-                endpoint.method, url, json=json, params=params, data=form, headers=headers, timeout=timeout or TIMEOUT
+                endpoint.method, url, json=json, params=params, data=form, headers=headers, timeout=limits_now
             )
-        except NOT_SENT as exc:
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:  # not a byte sent: retry
             if again and _backoff(limiter, attempt, deadline, sleep):
                 continue
             raise TransientFailure(f"network: {type(exc).__name__}") from exc

@@ -56,3 +56,16 @@ ENDPOINTS = (
     SEND_MESSAGE, GET_CONTACT, UPDATE_CONTACT, ADD_TAGS, REMOVE_TAGS, CREATE_TASK,
     GET_LOCATION, LIST_CUSTOM_FIELDS, CREATE_CUSTOM_FIELD, OAUTH_TOKEN, LOCATION_TOKEN,
 )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Timeout:
+    """A GHL call's time limits in seconds: to connect, and for each read, write and pool wait. The
+    client makes httpx's Timeout of it at the call: httpx is imported by the first call, not at init."""
+
+    connect: float
+    read: float
+
+    @property
+    def write(self) -> float:
+        return self.read

@@ -11,16 +11,15 @@ quietly: the lead's area code, else DEFAULT_TIMEZONE, decides (leadflow.where) u
 
 from __future__ import annotations
 
-import httpx
-
 from leadflow import ghl
 from leadflow.config import Settings
+from leadflow.ghl.endpoints import Timeout
 from leadflow.intake.events import Action, valid_zone
 from leadflow.lead import LeadState
 from leadflow.lead_state import LeadStore, encode_profile, lead_key
 from leadflow.observability import logger
 
-TIMEOUT = httpx.Timeout(1.5, connect=1.0)
+TIMEOUT = Timeout(connect=1.0, read=1.5)
 MAX_WAIT = 0.5  # seconds a lookup may wait for the rate limit; past that the fallbacks decide
 LOOKUP_EVERY_SECONDS = 86_400  # for a lead without a timezone, outside contact events
 CHECKED = "g:tz_checked"
