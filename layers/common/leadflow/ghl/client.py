@@ -38,7 +38,7 @@ from leadflow.ghl.errors import (
 from leadflow.ghl.limiter import Admission, Heard, RateLimiter, retry_after
 from leadflow.observability import logger
 
-if TYPE_CHECKING:  # httpx is imported by the first call (about a third of a function's init)
+if TYPE_CHECKING:  # httpx is imported by the first call, not at a function's init
     import httpx
 
 MAX_ATTEMPTS = 3
@@ -50,7 +50,13 @@ TIMEOUT = Timeout(connect=3.0, read=10.0)
 def http() -> httpx.Client:
     import httpx
 
-    return httpx.Client(timeout=httpx.Timeout(TIMEOUT.read, connect=TIMEOUT.connect))
+    return httpx.Client(timeout=_httpx_timeout(TIMEOUT))
+
+
+def _httpx_timeout(limits: Timeout) -> httpx.Timeout:
+    import httpx
+
+    return httpx.Timeout(limits.read, connect=limits.connect)
 
 
 def call(
@@ -85,8 +91,7 @@ def call(
             raise NotInstalled(location_id)
         headers["Authorization"] = f"Bearer {token}"
     url = settings().ghl_api_base_url.rstrip("/") + endpoint.url_path(*ids)
-    limits = timeout or TIMEOUT
-    limits_now = httpx.Timeout(limits.read, connect=limits.connect)
+    limits = _httpx_timeout(timeout or TIMEOUT)
     limiter = limiter or RateLimiter()
     deadline = limiter.clock() + max_wait  # every wait of the call shares it
     refreshed = False
@@ -97,7 +102,7 @@ def call(
             before_post()
         try:
             response = http().request(
-                endpoint.method, url, json=json, params=params, data=form, headers=headers, timeout=limits_now
+                endpoint.method, url, json=json, params=params, data=form, headers=headers, timeout=limits
             )
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:  # not a byte sent: retry
             if again and _backoff(limiter, attempt, deadline, sleep):
