@@ -40,7 +40,7 @@ def test_each_function_is_built_from_its_own_folder_and_the_layer_with_python312
         assert resources[logical_id]["Properties"]["CodeUri"] == f"functions/{function}/"
     layer = resources["CommonLayer"]
     assert layer["Properties"]["ContentUri"] == "layers/common/"
-    assert layer["Metadata"] == {"BuildMethod": "python3.12", "BuildArchitecture": "arm64"}
+    assert layer["Metadata"] == {"BuildMethod": "makefile", "BuildArchitecture": "arm64"}
 
 
 def test_the_webhook_has_a_function_url_without_auth_that_anyone_may_invoke(resources: dict[str, Any]) -> None:
