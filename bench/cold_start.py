@@ -26,10 +26,12 @@ the handler's import; and the send function's init with what its first queued jo
 SnapStart snapshot could hold. Connections (Redis TLS, Secrets Manager, GHL) and a snapshot's restore
 cannot be measured here: nothing here is Lambda, or in a VPC next to ElastiCache.
 
---as-shipped times each init once more from a copy of the layer and the functions as a SAM zip
-leaves them (source files dated 1980: a timestamp .pyc never validates, so every module compiles on
-every cold start, /opt and /var/task being read-only), and from the same copy with checked-hash .pyc
-(PEP 552), which validate whatever the dates. The other figures have this venv's valid bytecode.
+--as-shipped times each init once more from a copy of the layer and the functions without valid
+bytecode (SAM's python3.12 build of the layer shipped no .pyc, and a zip may date files 1980, where
+no timestamp .pyc validates: every module compiles on every cold start, /opt and /var/task being
+read-only), and from the same copy with checked-hash .pyc (PEP 552), which validate whatever the
+dates: the layer as layers/common/Makefile builds it now. The other figures have this venv's valid
+bytecode.
 
     .venv/bin/python bench/cold_start.py [--repeat 7] [--tracing off|sdk|both] [--all-installed] [--imports-only]
         [--as-shipped]
