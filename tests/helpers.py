@@ -640,16 +640,15 @@ class RedisClusterServers:
         raise RuntimeError(f"no replica took over slot {slot} from {dead} within {seconds} s")
 
     def flushall(self) -> None:
-        """Empty every master (their replicas follow). Each node's own ROLE decides, not one node's
-        view of the others. On a loaded machine a master can be failed over spuriously (the short node
-        timeout) and answer READONLY: then wait for the cluster to settle and flush again."""
+        """Empty every master (their replicas follow). On a loaded machine a master can be failed over
+        spuriously (the short node timeout) and answer READONLY: then wait for the cluster to settle
+        and flush again."""
         import redis
 
         for attempt in range(3):
             try:
-                for port in self.alive:
-                    if self.node(port).execute_command("ROLE")[0] == "master":
-                        self.node(port).flushall()
+                for port in self.masters():
+                    self.node(port).flushall()
                 return
             except redis.ReadOnlyError:
                 if attempt == 2:
